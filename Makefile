@@ -1,0 +1,57 @@
+# Stockade. The README's two commands: `make demo` and `make test`.
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin/stockade
+PREFIX     ?= /usr/local
+GOTAGS     := seccomp
+export CGO_ENABLED := 1
+# Debian packages the build, the tests and the demo need.
+APT_PKGS   := libseccomp-dev busybox-static iproute2 procps
+SLURM_LINKS := sbatch squeue scancel sinfo scontrol sacct
+
+.PHONY: all deps build install test test-unit test-integration fuzz bench demo demo-down clean vet
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+build: deps
+	$(GO) build -tags $(GOTAGS) -o $(BIN) ./cmd/stockade
+	@for l in $(SLURM_LINKS); do ln -sf stockade bin/$$l; done
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/stockade
+	@for l in $(SLURM_LINKS); do ln -sf stockade $(DESTDIR)$(PREFIX)/bin/$$l; done
+
+vet:
+	$(GO) vet -tags $(GOTAGS) ./...
+
+# Unit tests, then integration tests that start real controllers and agents.
+test: build vet test-unit test-integration
+
+test-unit:
+	$(GO) test -tags $(GOTAGS) -count=1 -timeout 20m $$($(GO) list ./... | grep -v /tests)
+
+test-integration: build
+	STOCKADE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(GOTAGS) -count=1 -timeout 25m -v ./tests/...
+
+# Short fuzzing sessions; the corpora live in each package's testdata/fuzz.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./internal/sbatch -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/hostlist -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME)
+
+bench: build
+	STOCKADE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+demo: build
+	./scripts/demo.sh up
+
+demo-down:
+	./scripts/demo.sh down
+
+clean:
+	rm -rf bin

@@ -1,0 +1,399 @@
+// Package testcluster starts real Stockade clusters for integration tests
+// and benchmarks: controllers and agents are the stockade binary run as
+// separate processes, so tests can kill them.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stockade-hpc/stockade/api"
+)
+
+var (
+	buildOnce   sync.Once
+	stockadeBin string
+	buildErr    error
+)
+
+// Binary returns the stockade binary under test: $STOCKADE_BIN, or one
+// built once per process from this module.
+func Binary(t testing.TB) string {
+	buildOnce.Do(func() {
+		stockadeBin = os.Getenv("STOCKADE_BIN")
+		if stockadeBin != "" {
+			return
+		}
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go list -m: %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "stockade-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		stockadeBin = filepath.Join(dir, "stockade")
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", stockadeBin, "./cmd/stockade")
+		cmd.Dir = strings.TrimSpace(string(out))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building stockade: %v\n%s", err, b)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return stockadeBin
+}
+
+// requireRoot fails in CI (where every test must run) and skips elsewhere.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root (containers, cgroups); CI runs as root")
+	}
+	t.Skip("needs root")
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Proc is one process of the cluster.
+type Proc struct {
+	name string
+	args []string
+	cmd  *exec.Cmd
+	log  string
+}
+
+// Cluster is a set of controller and agent processes under one temp dir.
+type Cluster struct {
+	t           testing.TB
+	Dir         string
+	Controllers []*Controller
+	Agents      map[string]*Proc
+	AdminToken  string
+	CAFile      string
+	Config      string
+	linkDir     string
+}
+
+// Controller is one controller process.
+type Controller struct {
+	Proc
+	ID       string
+	APIAddr  string
+	RaftAddr string
+	DataDir  string
+}
+
+func (p *Proc) start(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(stockadeBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); f.Close() }()
+}
+
+// kill9 kills the process (not its detached job shims).
+func (p *Proc) Kill9() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		for i := 0; i < 100 && p.cmd.ProcessState == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (p *Proc) Stop() {
+	if p.cmd != nil && p.cmd.Process != nil && p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		deadline := time.Now().Add(5 * time.Second)
+		for p.cmd.ProcessState == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.Kill9()
+	}
+}
+
+const testClusterConfig = `cluster_name = "test"
+[[partitions]]
+name = "batch"
+nodes = "node[1-2]"
+default = true
+max_time = "1-00:00:00"
+default_time = "1:00:00"
+def_mem_per_cpu = "64M"
+
+[[partitions]]
+name = "small"
+nodes = "node1"
+max_time = "0:10:00"
+`
+
+// StartCluster starts n controllers and the named agents.
+func StartCluster(t testing.TB, controllers int, agents ...string) *Cluster {
+	t.Helper()
+	RequireRoot(t)
+	Binary(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}}
+	cfg := filepath.Join(dir, "cluster.toml")
+	if err := os.WriteFile(cfg, []byte(testClusterConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Config = cfg
+	t.Cleanup(c.Stop)
+	for i := 0; i < controllers; i++ {
+		c.AddController(cfg)
+	}
+	for _, name := range agents {
+		c.StartAgent(name)
+	}
+	for _, name := range agents {
+		c.WaitFor(60*time.Second, "node "+name+" idle", func() bool {
+			out, _, _ := c.CLI("", "sinfo", "-h", "-N", "-n", name, "-o", "%t")
+			return strings.TrimSpace(out) == "idle"
+		})
+	}
+	return c
+}
+
+// AddController starts a controller: the first bootstraps, later ones join.
+func (c *Cluster) AddController(cfg string) *Controller {
+	t := c.t
+	t.Helper()
+	n := len(c.Controllers) + 1
+	ctl := &Controller{ID: fmt.Sprintf("c%d", n), DataDir: filepath.Join(c.Dir, fmt.Sprintf("c%d", n))}
+	ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctl.name = ctl.ID
+	ctl.log = filepath.Join(c.Dir, ctl.ID+".log")
+	ctl.args = []string{"server", "--id", ctl.ID, "--data-dir", ctl.DataDir, "--listen", ctl.APIAddr,
+		"--raft", ctl.RaftAddr, "--config", cfg, "--node-timeout", "4s"}
+	if n == 1 {
+		ctl.args = append(ctl.args, "--bootstrap")
+	} else {
+		ctl.args = append(ctl.args, "--join", c.Controllers[0].APIAddr,
+			"--join-token-file", filepath.Join(c.Controllers[0].DataDir, "controller-join-token"))
+	}
+	ctl.start(t)
+	c.Controllers = append(c.Controllers, ctl)
+	if n == 1 {
+		c.WaitFor(30*time.Second, "bootstrap files", func() bool {
+			b, err := os.ReadFile(filepath.Join(ctl.DataDir, "admin-token"))
+			if err != nil || len(bytes.TrimSpace(b)) == 0 {
+				return false
+			}
+			c.AdminToken = strings.TrimSpace(string(b))
+			c.CAFile = filepath.Join(ctl.DataDir, "ca.pem")
+			return true
+		})
+	}
+	c.WaitFor(30*time.Second, ctl.ID+" serving", func() bool {
+		var st api.Status
+		err := c.Client("").Do(context.Background(), "GET", "/v1/status", nil, &st)
+		if err != nil {
+			return false
+		}
+		for _, m := range st.Controllers {
+			if m.ID == ctl.ID {
+				return st.Leader != ""
+			}
+		}
+		return false
+	})
+	return ctl
+}
+
+// StartAgent starts (or restarts) an agent for a node.
+func (c *Cluster) StartAgent(name string) *Proc {
+	t := c.t
+	t.Helper()
+	p := c.Agents[name]
+	if p == nil {
+		p = &Proc{name: name, log: filepath.Join(c.Dir, name+".log")}
+		p.args = []string{"agent", "--name", name, "--servers", strings.Join(c.APIAddrs(), ","),
+			"--state-dir", filepath.Join(c.Dir, name), "--join-token-file",
+			filepath.Join(c.Controllers[0].DataDir, "agent-join-token"),
+			"--cpus", "2", "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s"}
+		c.Agents[name] = p
+	}
+	p.start(t)
+	return p
+}
+
+func (c *Cluster) APIAddrs() []string {
+	var out []string
+	for _, ctl := range c.Controllers {
+		out = append(out, ctl.APIAddr)
+	}
+	return out
+}
+
+// Stop ends every process and the job shims the agents started.
+func (c *Cluster) Stop() {
+	for _, a := range c.Agents {
+		a.Stop()
+	}
+	for _, ctl := range c.Controllers {
+		ctl.Stop()
+	}
+	exec.Command("pkill", "-KILL", "-f", stockadeBin+" shim "+c.Dir).Run()
+	if c.t.Failed() {
+		for _, ctl := range c.Controllers {
+			dumpLog(c.t, ctl.log)
+		}
+		for _, a := range c.Agents {
+			dumpLog(c.t, a.log)
+		}
+	}
+}
+
+func dumpLog(t testing.TB, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	t.Logf("---- %s (tail) ----\n%s", filepath.Base(path), b)
+}
+
+// Client is an API client for a token ("" = admin).
+func (c *Cluster) Client(token string) *api.Client {
+	if token == "" {
+		token = c.AdminToken
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return api.NewClient(c.APIAddrs(), token, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})
+}
+
+// CLI runs the binary under a Slurm command name (argv[0] = args[0]) with
+// the cluster's environment; token "" = admin.
+func (c *Cluster) CLI(token string, args ...string) (stdout, stderr string, code int) {
+	return c.CLIIn("", token, nil, args...)
+}
+
+// CLIIn is CLI with a working directory and extra environment.
+func (c *Cluster) CLIIn(dir, token string, env []string, args ...string) (string, string, int) {
+	if token == "" {
+		token = c.AdminToken
+	}
+	if c.linkDir == "" {
+		c.linkDir = filepath.Join(c.Dir, "bin")
+		os.MkdirAll(c.linkDir, 0o755)
+		for _, n := range []string{"sbatch", "squeue", "scancel", "sinfo", "scontrol", "sacct", "stockade"} {
+			os.Symlink(stockadeBin, filepath.Join(c.linkDir, n))
+		}
+	}
+	cmd := exec.Command(filepath.Join(c.linkDir, args[0]), args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"STOCKADE_SERVERS="+strings.Join(c.APIAddrs(), ","),
+		"STOCKADE_CA="+c.CAFile,
+		"STOCKADE_TOKEN="+token,
+		"STOCKADE_CONFIG=/nonexistent")
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return out.String(), errb.String(), code
+}
+
+// WaitFor polls cond until it holds or fails the test.
+func (c *Cluster) WaitFor(d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("timed out after %s waiting for %s", d, what)
+}
+
+// Job fetches one job through the API as admin.
+func (c *Cluster) Job(id uint64) *api.Job {
+	var j api.Job
+	if err := c.Client("").Do(context.Background(), "GET", fmt.Sprintf("/v1/jobs/%d", id), nil, &j); err != nil {
+		c.t.Fatalf("job %d: %v", id, err)
+	}
+	return &j
+}
+
+// WaitJobEnd waits for a job to reach a terminal state and returns it.
+func (c *Cluster) WaitJobEnd(id uint64, d time.Duration) *api.Job {
+	c.t.Helper()
+	var j *api.Job
+	c.WaitFor(d, fmt.Sprintf("job %d to end", id), func() bool {
+		j = c.Job(id)
+		return j.State.Terminal()
+	})
+	return j
+}
+
+// AddUser creates a user and returns its token.
+func (c *Cluster) AddUser(name string, uid uint32) string {
+	c.t.Helper()
+	var resp api.UserAddResponse
+	req := api.UserAddRequest{Name: name, Account: "research", UID: &uid, GID: &uid}
+	if err := c.Client("").Do(context.Background(), "POST", "/v1/users", req, &resp); err != nil {
+		c.t.Fatalf("add user %s: %v", name, err)
+	}
+	return resp.Token
+}
+
+// UserDir makes a working directory owned by uid.
+func (c *Cluster) UserDir(name string, uid int) string {
+	d := filepath.Join(c.Dir, "home-"+name)
+	os.MkdirAll(d, 0o755)
+	os.Chown(d, uid, uid)
+	return d
+}

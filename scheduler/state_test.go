@@ -1,0 +1,168 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/stockade-hpc/stockade/api"
+)
+
+// memState is an in-memory State for tests.
+type memState struct {
+	jobs  []*api.Job
+	nodes []*api.Node
+	parts []*api.Partition
+}
+
+func (m *memState) byState(s api.JobState) []*api.Job {
+	var out []*api.Job
+	for _, j := range m.jobs {
+		if j.State == s {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func (m *memState) PendingJobs() []*api.Job { return m.byState(api.JobPending) }
+func (m *memState) RunningJobs() []*api.Job { return m.byState(api.JobRunning) }
+
+func (m *memState) Job(id uint64) *api.Job {
+	for _, j := range m.jobs {
+		if j.ID == id {
+			return j
+		}
+	}
+	return nil
+}
+
+func (m *memState) JobsByArray(id uint64) []*api.Job {
+	var out []*api.Job
+	for _, j := range m.jobs {
+		if j.ArrayJobID == id && id != 0 {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func (m *memState) Nodes() []*api.Node { return m.nodes }
+
+func (m *memState) Node(name string) *api.Node {
+	for _, n := range m.nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (m *memState) Partitions() []*api.Partition { return m.parts }
+
+func (m *memState) Partition(name string) *api.Partition {
+	for _, p := range m.parts {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// upNode is a registered, usable node.
+func upNode(name string, cpus int, memMB int64, gpus int, features ...string) *api.Node {
+	return &api.Node{Name: name, CPUs: cpus, MemoryMB: memMB, GPUs: gpus, Features: features, State: api.NodeUp}
+}
+
+// nodes makes count identical nodes named prefix1..prefixN.
+func nodes(prefix string, count, cpus int, memMB int64) []*api.Node {
+	out := make([]*api.Node, count)
+	for i := range out {
+		out[i] = upNode(fmt.Sprintf("%s%d", prefix, i+1), cpus, memMB, 0)
+	}
+	return out
+}
+
+func part(name string, tier int, nodes ...*api.Node) *api.Partition {
+	p := &api.Partition{Name: name, Up: true, PriorityTier: tier}
+	for _, n := range nodes {
+		p.Nodes = append(p.Nodes, n.Name)
+	}
+	return p
+}
+
+// pend is a pending 1-CPU job submitted id seconds after t0, already
+// carrying the priority the scheduler would give it in a tier-0 partition.
+func pend(id uint64, partition string) *api.Job {
+	return &api.Job{
+		ID: id, ArrayTaskID: -1, User: "alice", State: api.JobPending,
+		Spec:       api.JobSpec{Name: "job", Partition: partition, Nodes: 1, Tasks: 1, CPUsPerTask: 1},
+		Priority:   100_000,
+		SubmitTime: t0.Add(time.Duration(id) * time.Second),
+	}
+}
+
+// with applies edits to a job, keeping table rows short.
+func with(j *api.Job, edits ...func(*api.Job)) *api.Job {
+	for _, e := range edits {
+		e(j)
+	}
+	return j
+}
+
+func state(s api.JobState) func(*api.Job) { return func(j *api.Job) { j.State = s } }
+func reason(r string) func(*api.Job)      { return func(j *api.Job) { j.Reason = r } }
+func cpus(n int) func(*api.Job)           { return func(j *api.Job) { j.Spec.CPUsPerTask = n } }
+func nnodes(n int) func(*api.Job)         { return func(j *api.Job) { j.Spec.Nodes = n; j.Spec.Tasks = n } }
+func mem(mb int64) func(*api.Job)         { return func(j *api.Job) { j.Spec.MemoryPerNodeMB = mb } }
+func gpus(n int) func(*api.Job)           { return func(j *api.Job) { j.Spec.GPUsPerNode = n } }
+func nice(n int) func(*api.Job)           { return func(j *api.Job) { j.Spec.Nice = n } }
+func held(by string) func(*api.Job)       { return func(j *api.Job) { j.HeldBy = by } }
+func exclusive() func(*api.Job)           { return func(j *api.Job) { j.Spec.Exclusive = true } }
+func named(user, name string) func(*api.Job) {
+	return func(j *api.Job) { j.User, j.Spec.Name = user, name }
+}
+func submitted(d time.Duration) func(*api.Job) { return func(j *api.Job) { j.SubmitTime = t0.Add(d) } }
+func prio(p int64) func(*api.Job)              { return func(j *api.Job) { j.Priority = p } }
+func nodelist(n ...string) func(*api.Job)      { return func(j *api.Job) { j.Spec.NodeList = n } }
+func exclude(n ...string) func(*api.Job)       { return func(j *api.Job) { j.Spec.ExcludeNodes = n } }
+func constraint(c ...string) func(*api.Job)    { return func(j *api.Job) { j.Spec.Constraints = c } }
+func task(array uint64, idx, maxRunning int) func(*api.Job) {
+	return func(j *api.Job) { j.ArrayJobID, j.ArrayTaskID, j.Spec.ArrayMaxRunning = array, idx, maxRunning }
+}
+func dep(typ string, id uint64, task int) func(*api.Job) {
+	return func(j *api.Job) {
+		j.Spec.Dependencies = append(j.Spec.Dependencies, api.Dependency{Type: typ, JobID: id, ArrayTask: task})
+	}
+}
+
+// applyPlan checks a plan the way the state store applies it: every
+// placement must pass Fits on every node against the running totals.
+func applyPlan(st State, plan Plan) error {
+	nodes := map[string]*api.Node{}
+	for _, n := range st.Nodes() {
+		c := *n
+		nodes[n.Name] = &c
+	}
+	for _, p := range plan.Placements {
+		if len(p.Nodes) != len(slices.Compact(slices.Clone(p.Nodes))) {
+			return fmt.Errorf("job %d: duplicate nodes %v", p.JobID, p.Nodes)
+		}
+		for _, name := range p.Nodes {
+			n := nodes[name]
+			if n == nil || !Fits(n, p.CPUs, p.MemoryMB, p.GPUs, p.Exclusive) {
+				return fmt.Errorf("job %d: does not fit on %s", p.JobID, name)
+			}
+		}
+		for _, name := range p.Nodes {
+			n := nodes[name]
+			n.AllocCPUs += p.CPUs
+			n.AllocMemoryMB += p.MemoryMB
+			n.AllocGPUs += p.GPUs
+			n.Exclusive = n.Exclusive || p.Exclusive
+		}
+	}
+	return nil
+}
