@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,13 @@ func retryable(err error) bool {
 	var he *HTTPError
 	if errors.As(err, &he) {
 		return he.Status == http.StatusServiceUnavailable || he.Status == http.StatusBadGateway
+	}
+	// A certificate that does not verify will not verify on retry either.
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) {
+		return false
 	}
 	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/hostlist"
+)
+
+var sacctCmd = &slurmCommand{
+	name:         "sacct",
+	short:        "Accounting of finished and running jobs",
+	usage:        "sacct [OPTIONS]",
+	interspersed: true,
+	helpShort:    "h",
+	long: `Shows jobs from 00:00 today (-S/-E to change; any time with -j; "now"
+with -s), one line per job or array task, each started job followed by its
+batch step ("123.batch", which carries the usage statistics such as MaxRSS,
+as in Slurm; -X leaves the steps out). Default fields:
+` + sacctDefaultFields + `. Without -a or -u a user sees their own jobs; an
+admin token sees every user's.
+
+Times (-S, -E): YYYY-MM-DD[THH:MM[:SS]], MMDD[YY], MM/DD[/YY], HH:MM[:SS],
+now[-+N[seconds|minutes|hours|days|weeks]], today, midnight, noon, tomorrow.
+Fields (-o): see --helpformat; "JobName%30" sets a width. Fields Stockade
+has no data for (energy, pages, virtual memory, ...) print empty.`,
+	setup: setupSacct,
+}
+
+// acctWindow is sacct's time window and state selection.
+type acctWindow struct {
+	start, end time.Time // zero start: no lower bound
+	states     map[api.JobState]bool
+}
+
+// contains reports whether a job belongs in the window: without states,
+// jobs submitted by the end that had not ended before the start; with
+// states, jobs in one of them during the window, as Slurm selects them.
+func (w acctWindow) contains(j *api.Job) bool {
+	ended := j.State.Terminal() && !j.EndTime.IsZero()
+	if w.states == nil {
+		if j.SubmitTime.After(w.end) {
+			return false
+		}
+		return !ended || !j.EndTime.Before(w.start)
+	}
+	if !w.states[j.State] {
+		return false
+	}
+	switch j.State {
+	case api.JobPending:
+		return !j.SubmitTime.After(w.end)
+	case api.JobRunning:
+		return !j.StartTime.IsZero() && !j.StartTime.After(w.end)
+	}
+	return ended && !j.EndTime.Before(w.start) && !j.EndTime.After(w.end)
+}
+
+// sacctFilter holds the other selections.
+type sacctFilter struct {
+	users, accounts, partitions, names, qos, groups []string
+	jobs                                            []jobSel
+	nodes                                           map[string]bool
+}
+
+func (f *sacctFilter) match(c *fmtCtx, j *api.Job) bool {
+	switch {
+	case len(f.users) > 0 && !matchUser(j, f.users):
+	case len(f.accounts) > 0 && !slices.Contains(f.accounts, j.Spec.Account):
+	case len(f.partitions) > 0 && !slices.Contains(f.partitions, j.Spec.Partition):
+	case len(f.names) > 0 && !slices.Contains(f.names, j.Spec.Name):
+	case len(f.qos) > 0 && !slices.Contains(f.qos, j.Spec.QOS):
+	case len(f.groups) > 0 && !slices.Contains(f.groups, c.group(j.GID)) &&
+		!slices.Contains(f.groups, strconv.FormatUint(uint64(j.GID), 10)):
+	case len(f.jobs) > 0 && !slices.ContainsFunc(f.jobs, func(s jobSel) bool { return s.matches(j) }):
+	case f.nodes != nil && !slices.ContainsFunc(j.Nodes, func(n string) bool { return f.nodes[n] }):
+	default:
+		return true
+	}
+	return false
+}
+
+// sortAcct orders jobs as sacct lists them: by job, array tasks in order.
+func sortAcct(jobs []api.Job) {
+	slices.SortFunc(jobs, func(a, b api.Job) int {
+		if r := cmp.Compare(arrayJobID(&a), arrayJobID(&b)); r != 0 {
+			return r
+		}
+		if r := cmp.Compare(a.ArrayTaskID, b.ArrayTaskID); r != 0 {
+			return r
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+// serverUsers is the user= filter for the API: names only, since a uid
+// can only be matched here.
+func serverUsers(users []string) []string {
+	for _, u := range users {
+		if _, err := strconv.ParseUint(u, 10, 32); err == nil {
+			return nil
+		}
+	}
+	return users
+}
+
+func setupSacct(fs *pflag.FlagSet) runFunc {
+	fs.BoolP("allusers", "a", false, "every user's jobs (what the token may see)")
+	accounts := fs.StringArrayP("accounts", "A", nil, "only jobs of these `accounts`")
+	brief := fs.BoolP("brief", "b", false, "fields "+sacctBriefFields)
+	fs.BoolP("duplicates", "D", false, "accepted for compatibility (job ids are never reused)")
+	delimiter := fs.String("delimiter", "|", "field `delimiter` for -p and -P")
+	helpFormat := fs.BoolP("helpformat", "e", false, "list the fields --format accepts")
+	endTime := fs.StringP("endtime", "E", "", "end of the time window (default now; see Times above)")
+	groups := fs.StringArrayP("group", "g", nil, "only jobs of these `groups` (names or gids)")
+	jobs := fs.StringArrayP("jobs", "j", nil, "only these `jobs`: 123, 123_4, 123_[1-3]")
+	long := fs.BoolP("long", "l", false, "the long field list")
+	fs.BoolP("allclusters", "L", false, "accepted for compatibility (one cluster)")
+	noHeader := fs.BoolP("noheader", "n", false, "do not print a header")
+	nodes := fs.StringP("nodelist", "N", "", "only jobs that ran on these `nodes` (host list)")
+	names := fs.StringArray("name", nil, "only jobs with these `names`")
+	format := fs.StringP("format", "o", "", "comma-separated `fields`, e.g. JobID,State,Elapsed,MaxRSS (env SACCT_FORMAT)")
+	parsable := fs.BoolP("parsable", "p", false, "'|'-delimited output with a trailing '|'")
+	parsable2 := fs.BoolP("parsable2", "P", false, "'|'-delimited output without a trailing '|'")
+	qos := fs.StringArrayP("qos", "q", nil, "only jobs with these `qos`")
+	partitions := fs.StringArrayP("partition", "r", nil, "only jobs in these `partitions`")
+	states := fs.StringArrayP("state", "s", nil, "only jobs in these `states` during the window: CD,F,CA,TO,OOM,NF,PD,R")
+	startTime := fs.StringP("starttime", "S", "", "start of the time window (default 00:00 today; see Times above)")
+	users := fs.StringArrayP("user", "u", nil, "only jobs of these `users` (names or uids)")
+	uids := fs.StringArray("uid", nil, "same as --user (`users`)")
+	allocations := fs.BoolP("allocations", "X", false, "no step lines: jobs only")
+	asJSON := fs.Bool("json", false, "print jobs as JSON")
+	fs.Bool("noconvert", false, "accepted for compatibility")
+	fs.CountP("verbose", "v", "accepted for compatibility")
+
+	return func(ctx context.Context, e *env, args []string) error {
+		if *helpFormat {
+			fmt.Fprint(e.stdout, sacctHelpFormat())
+			return nil
+		}
+		if len(args) > 0 {
+			return fmt.Errorf("unrecognized argument: %s", args[0])
+		}
+		spec := *format
+		switch {
+		case spec != "":
+		case *brief:
+			spec = sacctBriefFields
+		case *long:
+			spec = sacctLongFields
+		case e.getenv("SACCT_FORMAT") != "":
+			spec = e.getenv("SACCT_FORMAT")
+		default:
+			spec = sacctDefaultFields
+		}
+		fields, err := parseSacctFields(spec)
+		if err != nil {
+			return err
+		}
+		f := &sacctFilter{
+			users: splitLists(append(*users, *uids...)), accounts: splitLists(*accounts), partitions: splitLists(*partitions),
+			names: splitLists(*names), qos: splitLists(*qos), groups: splitLists(*groups),
+		}
+		if f.jobs, err = parseJobSels(*jobs); err != nil {
+			return err
+		}
+		if *nodes != "" {
+			list, err := hostlist.Expand(*nodes)
+			if err != nil {
+				return fmt.Errorf("--nodelist: %v", err)
+			}
+			f.nodes = map[string]bool{}
+			for _, n := range list {
+				f.nodes[n] = true
+			}
+		}
+		now := e.now()
+		var w acctWindow
+		if w.states, err = parseJobStates(*states); err != nil {
+			return err
+		}
+		switch {
+		case *startTime != "":
+			if w.start, err = parseSlurmTime(*startTime, now, e.loc, true); err != nil {
+				return fmt.Errorf("--starttime: %v", err)
+			}
+		case w.states != nil:
+			w.start = now
+		case len(f.jobs) > 0:
+			// Any time: the jobs were named.
+		default:
+			n := now.In(e.loc)
+			w.start = time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, e.loc)
+		}
+		w.end = now
+		if *endTime != "" {
+			if w.end, err = parseSlurmTime(*endTime, now, e.loc, true); err != nil {
+				return fmt.Errorf("--endtime: %v", err)
+			}
+		}
+		if !w.start.IsZero() && w.end.Before(w.start) {
+			return fmt.Errorf("start time (%s) is after end time (%s)",
+				slurmDate(w.start, e.loc, ""), slurmDate(w.end, e.loc, ""))
+		}
+
+		client, err := e.client()
+		if err != nil {
+			return err
+		}
+		q := api.JobQuery{
+			All: true, Users: serverUsers(f.users), Partitions: f.partitions, Names: f.names,
+			IDs: queryIDs(f.jobs), Since: w.start, Until: w.end,
+		}
+		if w.states != nil {
+			if q.States = stateList(w.states); len(q.States) == 0 {
+				return printSacct(e, fields, nil, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
+			}
+		}
+		rctx, cancel, err := e.requestContext(ctx)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		resp, err := client.Jobs(rctx, q)
+		if err != nil {
+			return fmt.Errorf("%s", apiMessage(err))
+		}
+		c := &fmtCtx{now: now, loc: e.loc, groupName: e.groupName}
+		var shown []api.Job
+		for i := range resp.Jobs {
+			j := &resp.Jobs[i]
+			if w.contains(j) && f.match(c, j) {
+				shown = append(shown, *j)
+			}
+		}
+		sortAcct(shown)
+		return printSacct(e, fields, shown, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
+	}
+}
+
+func printSacct(e *env, fields []acctField, jobs []api.Job, now time.Time, asJSON, allocations, noHeader, parsable, parsable2 bool, delimiter string) error {
+	c := &fmtCtx{now: now, loc: e.loc, groupName: e.groupName}
+	if asJSON {
+		b, err := sacctJSON(c, jobs, allocations)
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	o := sacctOutput{parsable: parsable || parsable2, trailing: parsable && !parsable2, delimiter: delimiter, noHeader: noHeader}
+	if strings.ContainsAny(delimiter, "\n") {
+		return fmt.Errorf("--delimiter may not contain a newline")
+	}
+	fmt.Fprint(e.stdout, renderSacct(c, fields, acctRows(jobs, allocations), o))
+	return nil
+}

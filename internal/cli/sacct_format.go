@@ -1,0 +1,783 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stockade-hpc/stockade/api"
+)
+
+// sacct's default and long field lists.
+const (
+	sacctDefaultFields = "jobid,jobname,partition,account,alloccpus,state,exitcode"
+	sacctBriefFields   = "jobid,state,exitcode"
+	sacctLongFields    = "jobid,jobidraw,jobname,partition,maxvmsize,maxvmsizenode,maxvmsizetask," +
+		"avevmsize,maxrss,maxrssnode,maxrsstask,averss,maxpages,maxpagesnode,maxpagestask," +
+		"avepages,mincpu,mincpunode,mincputask,avecpu,ntasks,alloccpus,elapsed,state,exitcode," +
+		"avecpufreq,reqcpufreqmin,reqcpufreqmax,reqcpufreqgov,reqmem,consumedenergy," +
+		"maxdiskread,maxdiskreadnode,maxdiskreadtask,avediskread,maxdiskwrite,maxdiskwritenode," +
+		"maxdiskwritetask,avediskwrite,reqtres,alloctres,tresusageinave,tresusageinmax," +
+		"tresusageinmaxnode,tresusageinmaxtask,tresusageinmin,tresusageinminnode," +
+		"tresusageinmintask,tresusageintot,tresusageoutmax,tresusageoutmaxnode," +
+		"tresusageoutmaxtask,tresusageoutave,tresusageouttot"
+)
+
+// How a field prints, following Slurm's print_fields_* routines: strings
+// are cut with a trailing "+", numbers and durations never, dates cut.
+const (
+	kindStr  = iota // print_fields_str
+	kindNum         // print_fields_uint*
+	kindDate        // print_fields_date: unset is "Unknown"
+	kindSecs        // print_fields_time_from_secs
+)
+
+// acctRow is one sacct line: a job (allocation) or its batch step.
+type acctRow struct {
+	job  *api.Job
+	step bool
+}
+
+// acctField is one sacct field. value returns ok=false for "no value".
+type acctField struct {
+	name  string
+	width int // negative: left-justified
+	kind  int
+	value func(c *fmtCtx, r acctRow) (string, bool)
+}
+
+func some(s string) (string, bool) { return s, true }
+
+// jobOnly wraps a value that only the job line has (steps print nothing).
+func jobOnly(f func(c *fmtCtx, j *api.Job) string) func(*fmtCtx, acctRow) (string, bool) {
+	return func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return "", false
+		}
+		return f(c, r.job), true
+	}
+}
+
+// stepOnly wraps a usage value: Slurm keeps usage statistics on steps, so
+// the job line leaves them empty.
+func stepOnly(f func(c *fmtCtx, j *api.Job) string) func(*fmtCtx, acctRow) (string, bool) {
+	return func(c *fmtCtx, r acctRow) (string, bool) {
+		if !r.step {
+			return "", false
+		}
+		return f(c, r.job), true
+	}
+}
+
+// both wraps a value printed on job and step lines alike.
+func both(f func(c *fmtCtx, j *api.Job) string) func(*fmtCtx, acctRow) (string, bool) {
+	return func(c *fmtCtx, r acctRow) (string, bool) { return f(c, r.job), true }
+}
+
+func itoa(v int) string { return strconv.Itoa(v) }
+
+// acctState is the State field: "CANCELLED by UID" on the job line, as
+// Slurm prints it (Stockade records no canceller, so the owner's uid is
+// shown). The batch step of a job killed at its limit is CANCELLED.
+func acctState(r acctRow) string {
+	j := r.job
+	switch {
+	case r.step && j.State == api.JobTimeout:
+		return string(api.JobCancelled)
+	case !r.step && j.State == api.JobCancelled:
+		return fmt.Sprintf("CANCELLED by %d", j.UID)
+	}
+	return string(j.State)
+}
+
+func jobExitCode(j *api.Job) string { return fmt.Sprintf("%d:%d", j.ExitCode, j.ExitSignal) }
+
+func firstNodeName(j *api.Job) string {
+	if len(j.Nodes) > 0 {
+		return j.Nodes[0]
+	}
+	return ""
+}
+
+// stepCPUs is the batch step's CPU count: the first node's allocation.
+func stepCPUs(j *api.Job) int {
+	if j.AllocCPUs > 0 {
+		return j.AllocCPUs
+	}
+	return j.Spec.CPUsPerNode()
+}
+
+func stepTRES(j *api.Job) string {
+	parts := []string{"cpu=" + itoa(stepCPUs(j))}
+	if j.AllocGPUs > 0 {
+		parts = append(parts, "gres/gpu="+itoa(j.AllocGPUs))
+	}
+	if j.AllocMemoryMB > 0 {
+		parts = append(parts, "mem="+memMB(j.AllocMemoryMB))
+	}
+	return strings.Join(append(parts, "node=1"), ",")
+}
+
+// sortedTRES is a TRES list as sacct prints it: sorted by name, billing
+// equal to the CPUs as under Slurm's default weights.
+func sortedTRES(cpus int, memMBTotal int64, nodes, gpus int) string {
+	parts := []string{"billing=" + itoa(cpus), "cpu=" + itoa(cpus)}
+	if gpus > 0 {
+		parts = append(parts, "gres/gpu="+itoa(gpus))
+	}
+	if memMBTotal > 0 {
+		parts = append(parts, "mem="+memMB(memMBTotal))
+	}
+	return strings.Join(append(parts, "node="+itoa(nodes)), ",")
+}
+
+// reqTRES is the job's request (ReqTRES).
+func reqTRES(j *api.Job) string {
+	nodes := max(j.Spec.Nodes, 1)
+	return sortedTRES(j.Spec.CPUsPerNode()*nodes, jobMemPerNodeMB(j)*int64(nodes), nodes, j.Spec.GPUsPerNode*nodes)
+}
+
+// allocTRES is what the job holds (AllocTRES), once started.
+func allocTRES(j *api.Job) string {
+	nodes := len(j.Nodes)
+	return sortedTRES(jobCPUs(j), j.AllocMemoryMB*int64(nodes), nodes, j.AllocGPUs*nodes)
+}
+
+func bytesNum(b uint64) string { return convertNum(b, unitNone) }
+
+func cpuSecs(j *api.Job) string { return cpuTime(j.Usage.CPUTimeNs / 1e9 * 1e9) }
+
+// usageIn is TRESUsageInMax/Tot for the batch step (one task).
+func usageIn(j *api.Job) string {
+	return fmt.Sprintf("cpu=%s,fs/disk=%d,mem=%s", cpuTime(j.Usage.CPUTimeNs/1e9*1e9), j.Usage.BlockReadB, bytesNum(j.Usage.MaxRSSB))
+}
+
+func usageOut(j *api.Job) string { return fmt.Sprintf("fs/disk=%d", j.Usage.BlockWriteB) }
+
+func zeroTask(*fmtCtx, *api.Job) string { return "0" }
+
+// sacctFields is sacct's field table (alphabetical, as Slurm's): name,
+// default width, print kind and value. Fields Stockade has no data for
+// print empty.
+var sacctFields = []acctField{
+	{"Account", 10, kindStr, both(func(_ *fmtCtx, j *api.Job) string { return j.Spec.Account })},
+	{"AdminComment", 15, kindStr, nil},
+	{"AllocCPUS", 10, kindNum, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(itoa(stepCPUs(r.job)))
+		}
+		return some(itoa(jobCPUs(r.job)))
+	}},
+	{"AllocNodes", 10, kindStr, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some("1")
+		}
+		return some(itoa(len(r.job.Nodes)))
+	}},
+	{"AllocTRES", 10, kindStr, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(stepTRES(r.job))
+		}
+		if !jobStarted(r.job) {
+			return "", false
+		}
+		return some(allocTRES(r.job))
+	}},
+	{"AssocID", 7, kindNum, nil},
+	{"AveCPU", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return cpuSecs(j) })},
+	{"AveCPUFreq", 10, kindStr, nil},
+	{"AveDiskRead", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.BlockReadB) })},
+	{"AveDiskWrite", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.BlockWriteB) })},
+	{"AvePages", 10, kindStr, nil},
+	{"AveRSS", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.MaxRSSB) })},
+	{"AveVMSize", 10, kindStr, nil},
+	{"BlockID", 16, kindStr, nil},
+	{"Cluster", 10, kindStr, nil},
+	{"Comment", 14, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.Comment })},
+	{"Constraints", 19, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return strings.Join(j.Spec.Constraints, "&") })},
+	{"ConsumedEnergy", 14, kindStr, nil},
+	{"ConsumedEnergyRaw", 17, kindNum, nil},
+	{"Container", 19, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.Image })},
+	{"CPUTime", 10, kindSecs, func(c *fmtCtx, r acctRow) (string, bool) {
+		cpus := jobCPUs(r.job)
+		if r.step {
+			cpus = stepCPUs(r.job)
+		}
+		return some(slurmSecs(jobElapsed(r.job, c.now) * int64(cpus)))
+	}},
+	{"CPUTimeRAW", 10, kindNum, func(c *fmtCtx, r acctRow) (string, bool) {
+		cpus := jobCPUs(r.job)
+		if r.step {
+			cpus = stepCPUs(r.job)
+		}
+		return some(strconv.FormatInt(jobElapsed(r.job, c.now)*int64(cpus), 10))
+	}},
+	{"DerivedExitCode", 15, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return jobExitCode(j) })},
+	{"Elapsed", 10, kindSecs, both(func(c *fmtCtx, j *api.Job) string { return slurmSecs(jobElapsed(j, c.now)) })},
+	{"ElapsedRaw", 10, kindNum, both(func(c *fmtCtx, j *api.Job) string { return strconv.FormatInt(jobElapsed(j, c.now), 10) })},
+	{"Eligible", 19, kindDate, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(slurmDate(r.job.StartTime, c.loc, "Unknown"))
+		}
+		return "", false
+	}},
+	{"End", 19, kindDate, both(func(c *fmtCtx, j *api.Job) string {
+		if !j.State.Terminal() {
+			return "Unknown"
+		}
+		return slurmDate(j.EndTime, c.loc, "Unknown")
+	})},
+	{"ExitCode", 8, kindStr, both(func(_ *fmtCtx, j *api.Job) string { return jobExitCode(j) })},
+	{"Flags", 19, kindStr, nil},
+	{"GID", 6, kindNum, jobOnly(func(_ *fmtCtx, j *api.Job) string { return strconv.FormatUint(uint64(j.GID), 10) })},
+	{"Group", 9, kindStr, func(c *fmtCtx, r acctRow) (string, bool) {
+		// sacct leaves Group empty when the gid has no name here.
+		if r.step || c.groupName == nil {
+			return "", false
+		}
+		name := c.groupName(r.job.GID)
+		return name, name != ""
+	}},
+	{"JobID", -12, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(r.job.DisplayID() + ".batch")
+		}
+		return some(r.job.DisplayID())
+	}},
+	{"JobIDRaw", -12, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		id := strconv.FormatUint(r.job.ID, 10)
+		if r.step {
+			return some(id + ".batch")
+		}
+		return some(id)
+	}},
+	{"JobName", 10, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some("batch")
+		}
+		return some(r.job.Spec.Name)
+	}},
+	{"Layout", 9, kindStr, nil},
+	{"MaxDiskRead", 12, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.BlockReadB) })},
+	{"MaxDiskReadNode", 15, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return firstNodeName(j) })},
+	{"MaxDiskReadTask", 15, kindNum, stepOnly(zeroTask)},
+	{"MaxDiskWrite", 12, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.BlockWriteB) })},
+	{"MaxDiskWriteNode", 16, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return firstNodeName(j) })},
+	{"MaxDiskWriteTask", 16, kindNum, stepOnly(zeroTask)},
+	{"MaxPages", 8, kindStr, nil},
+	{"MaxPagesNode", 12, kindStr, nil},
+	{"MaxPagesTask", 14, kindNum, nil},
+	{"MaxRSS", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return bytesNum(j.Usage.MaxRSSB) })},
+	{"MaxRSSNode", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return firstNodeName(j) })},
+	{"MaxRSSTask", 10, kindNum, stepOnly(zeroTask)},
+	{"MaxVMSize", 10, kindStr, nil},
+	{"MaxVMSizeNode", 14, kindStr, nil},
+	{"MaxVMSizeTask", 14, kindNum, nil},
+	{"McsLabel", 12, kindStr, nil},
+	{"MinCPU", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return cpuSecs(j) })},
+	{"MinCPUNode", 10, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return firstNodeName(j) })},
+	{"MinCPUTask", 10, kindNum, stepOnly(zeroTask)},
+	{"NCPUS", 10, kindNum, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(itoa(stepCPUs(r.job)))
+		}
+		return some(itoa(jobCPUs(r.job)))
+	}},
+	{"NNodes", 8, kindNum, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some("1")
+		}
+		return some(itoa(jobNodeCount(r.job)))
+	}},
+	{"NodeList", 15, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(firstNodeName(r.job))
+		}
+		if len(r.job.Nodes) == 0 {
+			return some("None assigned")
+		}
+		return some(jobNodeList(r.job))
+	}},
+	{"NTasks", 8, kindNum, stepOnly(func(*fmtCtx, *api.Job) string { return "1" })},
+	{"Partition", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.Partition })},
+	{"Planned", 10, kindSecs, jobOnly(func(c *fmtCtx, j *api.Job) string {
+		end := j.StartTime
+		if end.IsZero() {
+			end = c.now
+		}
+		return slurmSecs(max(int64(end.Sub(j.SubmitTime)/time.Second), 0))
+	})},
+	{"Priority", 10, kindNum, jobOnly(func(_ *fmtCtx, j *api.Job) string { return strconv.FormatInt(j.Priority, 10) })},
+	{"QOS", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.QOS })},
+	{"QOSRAW", 6, kindNum, nil},
+	{"Reason", 22, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return jobReason(j) })},
+	{"ReqCPUFreq", 10, kindStr, nil},
+	{"ReqCPUFreqGov", 13, kindStr, nil},
+	{"ReqCPUFreqMax", 13, kindStr, nil},
+	{"ReqCPUFreqMin", 13, kindStr, nil},
+	{"ReqCPUS", 8, kindNum, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(itoa(stepCPUs(r.job)))
+		}
+		return some(itoa(r.job.Spec.CPUsPerNode() * max(r.job.Spec.Nodes, 1)))
+	}},
+	{"ReqMem", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string {
+		if j.Spec.MemoryPerCPUMB > 0 && j.Spec.MemoryPerNodeMB == 0 {
+			return memMB(j.Spec.MemoryPerCPUMB)
+		}
+		return memMB(jobMemPerNodeMB(j))
+	})},
+	{"ReqNodes", 8, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return itoa(max(j.Spec.Nodes, 1)) })},
+	{"ReqTRES", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return reqTRES(j) })},
+	{"Reservation", 20, kindStr, nil},
+	{"ReservationId", 13, kindNum, nil},
+	{"Start", 19, kindDate, both(func(c *fmtCtx, j *api.Job) string { return slurmDate(j.StartTime, c.loc, "Unknown") })},
+	{"State", 10, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) { return some(acctState(r)) }},
+	{"Submit", 19, kindDate, func(c *fmtCtx, r acctRow) (string, bool) {
+		if r.step {
+			return some(slurmDate(r.job.StartTime, c.loc, "Unknown"))
+		}
+		return some(slurmDate(r.job.SubmitTime, c.loc, "Unknown"))
+	}},
+	{"SubmitLine", 20, kindStr, nil},
+	{"Suspended", 10, kindSecs, both(func(*fmtCtx, *api.Job) string { return slurmSecs(0) })},
+	{"SystemComment", 15, kindStr, nil},
+	{"SystemCPU", 10, kindStr, both(func(_ *fmtCtx, j *api.Job) string { return cpuTime(j.Usage.SystemTimeNs) })},
+	{"Timelimit", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return slurmLimit(j.TimeLimitSec) })},
+	{"TimelimitRaw", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string {
+		if j.TimeLimitSec <= 0 {
+			return "UNLIMITED"
+		}
+		return strconv.FormatInt(j.TimeLimitSec/60, 10)
+	})},
+	{"TotalCPU", 10, kindStr, both(func(_ *fmtCtx, j *api.Job) string { return cpuTime(j.Usage.CPUTimeNs) })},
+	{"TRESUsageInAve", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageIn(j) })},
+	{"TRESUsageInMax", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageIn(j) })},
+	{"TRESUsageInMaxNode", 18, kindStr, nil},
+	{"TRESUsageInMaxTask", 18, kindStr, nil},
+	{"TRESUsageInMin", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageIn(j) })},
+	{"TRESUsageInMinNode", 18, kindStr, nil},
+	{"TRESUsageInMinTask", 18, kindStr, nil},
+	{"TRESUsageInTot", 14, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageIn(j) })},
+	{"TRESUsageOutAve", 15, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageOut(j) })},
+	{"TRESUsageOutMax", 15, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageOut(j) })},
+	{"TRESUsageOutMaxNode", 19, kindStr, nil},
+	{"TRESUsageOutMaxTask", 19, kindStr, nil},
+	{"TRESUsageOutMin", 15, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageOut(j) })},
+	{"TRESUsageOutMinNode", 19, kindStr, nil},
+	{"TRESUsageOutMinTask", 19, kindStr, nil},
+	{"TRESUsageOutTot", 15, kindStr, stepOnly(func(_ *fmtCtx, j *api.Job) string { return usageOut(j) })},
+	{"UID", 6, kindNum, jobOnly(func(_ *fmtCtx, j *api.Job) string { return strconv.FormatUint(uint64(j.UID), 10) })},
+	{"User", 9, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.User })},
+	{"UserCPU", 10, kindStr, both(func(_ *fmtCtx, j *api.Job) string { return cpuTime(j.Usage.UserTimeNs) })},
+	{"WCKey", 10, kindStr, nil},
+	{"WCKeyID", 10, kindNum, nil},
+	{"WorkDir", 20, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.WorkDir })},
+}
+
+// sacctAliases are other names Slurm accepts for a field.
+var sacctAliases = map[string]string{"reserved": "Planned", "jobstep": "JobID"}
+
+// parseSacctFields resolves a --format list ("JobID,State%20"): names are
+// case-insensitive, an abbreviation picks the first field in table order
+// that it starts, as in Slurm, and %N sets the width (negative:
+// left-justified).
+func parseSacctFields(spec string) ([]acctField, error) {
+	var out []acctField
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, widthStr, hasWidth := strings.Cut(item, "%")
+		var f *acctField
+		lname := strings.ToLower(name)
+		if alias, ok := sacctAliases[lname]; ok {
+			lname = strings.ToLower(alias)
+		}
+		for i := range sacctFields {
+			if strings.ToLower(sacctFields[i].name) == lname {
+				f = &sacctFields[i]
+				break
+			}
+		}
+		if f == nil && lname != "" {
+			for i := range sacctFields {
+				if strings.HasPrefix(strings.ToLower(sacctFields[i].name), lname) {
+					f = &sacctFields[i]
+					break
+				}
+			}
+		}
+		if f == nil {
+			return nil, fmt.Errorf("Invalid field requested: \"%s\"", name)
+		}
+		fld := *f
+		if hasWidth {
+			w, err := strconv.Atoi(widthStr)
+			if err != nil {
+				return nil, fmt.Errorf("Invalid field requested: \"%s\"", item)
+			}
+			if w != 0 {
+				fld.width = w
+			}
+		}
+		out = append(out, fld)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no fields requested")
+	}
+	return out, nil
+}
+
+// sacctOutput says how sacct prints: aligned columns, or delimited with
+// (parsable) or without (parsable2) a trailing delimiter.
+type sacctOutput struct {
+	parsable  bool
+	trailing  bool // -p: delimiter after the last field too
+	delimiter string
+	noHeader  bool
+}
+
+// cell renders one aligned field as print_fields_* do, followed by the
+// space that separates columns (the last column too).
+func cell(f acctField, v string, ok bool) string {
+	abs := f.width
+	if abs < 0 {
+		abs = -abs
+	}
+	right := f.width > 0
+	if !ok {
+		v = " "
+	} else if f.kind == kindStr && utf8.RuneCountInString(v) > abs {
+		r := []rune(v)
+		v = string(r[:abs-1]) + "+"
+	} else if f.kind == kindDate && utf8.RuneCountInString(v) > abs {
+		v = string([]rune(v)[:abs])
+	}
+	return padStr(v, abs, right, false) + " "
+}
+
+// renderSacct prints rows with fields.
+func renderSacct(c *fmtCtx, fields []acctField, rows []acctRow, o sacctOutput) string {
+	var b strings.Builder
+	delim := o.delimiter
+	if delim == "" {
+		delim = "|"
+	}
+	line := func(vals []string, oks []bool) {
+		for i, f := range fields {
+			if o.parsable {
+				v := vals[i]
+				if !oks[i] {
+					v = ""
+				}
+				b.WriteString(v)
+				if i < len(fields)-1 || o.trailing {
+					b.WriteString(delim)
+				}
+				continue
+			}
+			b.WriteString(cell(f, vals[i], oks[i]))
+		}
+		b.WriteByte('\n')
+	}
+	if !o.noHeader {
+		if o.parsable {
+			names := make([]string, len(fields))
+			oks := make([]bool, len(fields))
+			for i, f := range fields {
+				names[i], oks[i] = f.name, true
+			}
+			line(names, oks)
+		} else {
+			for _, f := range fields {
+				abs := f.width
+				if abs < 0 {
+					abs = -abs
+				}
+				name := f.name
+				if utf8.RuneCountInString(name) > abs {
+					name = string([]rune(name)[:abs])
+				}
+				b.WriteString(padStr(name, abs, f.width > 0, false) + " ")
+			}
+			b.WriteByte('\n')
+			for _, f := range fields {
+				abs := f.width
+				if abs < 0 {
+					abs = -abs
+				}
+				b.WriteString(strings.Repeat("-", abs) + " ")
+			}
+			b.WriteByte('\n')
+		}
+	}
+	for _, r := range rows {
+		vals := make([]string, len(fields))
+		oks := make([]bool, len(fields))
+		for i, f := range fields {
+			if f.value != nil {
+				vals[i], oks[i] = f.value(c, r)
+			}
+			if f.kind == kindDate && !oks[i] {
+				// print_fields_date prints an unset time as Unknown.
+				vals[i], oks[i] = "Unknown", true
+			}
+		}
+		line(vals, oks)
+	}
+	return b.String()
+}
+
+// acctRows expands jobs into lines: each job, then its batch step once it
+// has started (unless allocationsOnly, sacct -X).
+func acctRows(jobs []api.Job, allocationsOnly bool) []acctRow {
+	var rows []acctRow
+	for i := range jobs {
+		j := &jobs[i]
+		rows = append(rows, acctRow{job: j})
+		if !allocationsOnly && !j.StartTime.IsZero() {
+			rows = append(rows, acctRow{job: j, step: true})
+		}
+	}
+	return rows
+}
+
+// sacctHelpFormat lists the field names, four per line (sacct -e).
+func sacctHelpFormat() string {
+	var b strings.Builder
+	for i, f := range sacctFields {
+		if i%4 != 0 {
+			b.WriteByte(' ')
+		} else if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%-20s", f.name)
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// sacct --json, in the shape of Slurm's (plain numbers for times and
+// codes).
+type acctTRES struct {
+	Type  string `json:"type"`
+	Name  string `json:"name"`
+	Count int64  `json:"count"`
+}
+
+type acctExit struct {
+	Status     []string `json:"status"`
+	ReturnCode int      `json:"return_code"`
+	Signal     struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	} `json:"signal"`
+}
+
+type acctCPUTime struct {
+	Seconds      int64 `json:"seconds"`
+	Microseconds int64 `json:"microseconds"`
+}
+
+type acctTime struct {
+	Elapsed    int64       `json:"elapsed"`
+	Submission int64       `json:"submission"`
+	Start      int64       `json:"start"`
+	End        int64       `json:"end"`
+	Limit      *int64      `json:"limit,omitempty"` // minutes; absent: unlimited
+	Total      acctCPUTime `json:"total"`
+	User       acctCPUTime `json:"user"`
+	System     acctCPUTime `json:"system"`
+}
+
+type acctStep struct {
+	Step struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"step"`
+	State    string   `json:"state"`
+	ExitCode acctExit `json:"exit_code"`
+	Time     acctTime `json:"time"`
+	Nodes    struct {
+		Count int      `json:"count"`
+		List  []string `json:"list"`
+	} `json:"nodes"`
+	Tasks struct {
+		Count int `json:"count"`
+	} `json:"tasks"`
+	TRES struct {
+		Allocated []acctTRES `json:"allocated"`
+		Requested struct {
+			Max []acctTRES `json:"max"`
+		} `json:"requested"`
+		Consumed struct {
+			Max []acctTRES `json:"max"`
+		} `json:"consumed"`
+	} `json:"tres"`
+}
+
+type acctJob struct {
+	JobID     uint64 `json:"job_id"`
+	Name      string `json:"name"`
+	User      string `json:"user"`
+	Group     string `json:"group"`
+	Account   string `json:"account"`
+	Partition string `json:"partition"`
+	QOS       string `json:"qos"`
+	Array     struct {
+		JobID  uint64 `json:"job_id"`
+		TaskID *int   `json:"task_id"`
+	} `json:"array"`
+	State struct {
+		Current []string `json:"current"`
+		Reason  string   `json:"reason"`
+	} `json:"state"`
+	ExitCode        acctExit `json:"exit_code"`
+	DerivedExitCode acctExit `json:"derived_exit_code"`
+	Time            acctTime `json:"time"`
+	Nodes           string   `json:"nodes"`
+	AllocationNodes int      `json:"allocation_nodes"`
+	Priority        int64    `json:"priority"`
+	Restarts        int      `json:"restart_cnt"`
+	WorkDir         string   `json:"working_directory"`
+	Comment         string   `json:"comment"`
+	TRES            struct {
+		Allocated []acctTRES `json:"allocated"`
+		Requested []acctTRES `json:"requested"`
+	} `json:"tres"`
+	Steps []acctStep `json:"steps"`
+}
+
+func nsTime(ns uint64) acctCPUTime {
+	return acctCPUTime{Seconds: int64(ns / 1e9), Microseconds: int64(ns % 1e9 / 1e3)}
+}
+
+func acctExitOf(j *api.Job) acctExit {
+	var e acctExit
+	e.ReturnCode = j.ExitCode
+	e.Signal.ID = j.ExitSignal
+	switch {
+	case !j.State.Terminal():
+		e.Status = []string{"PENDING"}
+	case j.ExitSignal != 0:
+		e.Status = []string{"SIGNALED"}
+		e.Signal.Name = signalName(j.ExitSignal)
+	case j.ExitCode != 0:
+		e.Status = []string{"ERROR"}
+	default:
+		e.Status = []string{"SUCCESS"}
+	}
+	return e
+}
+
+func signalName(sig int) string {
+	names := map[int]string{1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS",
+		8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM",
+		15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ"}
+	return names[sig]
+}
+
+// tresList parses "cpu=2,mem=4G,node=1" into JSON TRES entries; memory
+// counts are in MiB, as Slurm's JSON has them.
+func tresList(s string) []acctTRES {
+	out := []acctTRES{}
+	if s == "" {
+		return out
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		t := acctTRES{Type: k}
+		if typ, name, ok := strings.Cut(k, "/"); ok {
+			t.Type, t.Name = typ, name
+		}
+		t.Count = parseMemMB(v)
+		out = append(out, t)
+	}
+	return out
+}
+
+// parseMemMB reads the numbers memMB prints back as MiB (plain numbers
+// stay as they are).
+func parseMemMB(v string) int64 {
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(v, "M"):
+		v = v[:len(v)-1]
+	case strings.HasSuffix(v, "G"):
+		v, mult = v[:len(v)-1], 1024
+	case strings.HasSuffix(v, "T"):
+		v, mult = v[:len(v)-1], 1024*1024
+	}
+	f, _ := strconv.ParseFloat(v, 64)
+	return int64(f * mult)
+}
+
+// sacctJSON renders jobs as sacct --json does: {"jobs": [...]}.
+func sacctJSON(c *fmtCtx, jobs []api.Job, allocationsOnly bool) ([]byte, error) {
+	out := struct {
+		Jobs []acctJob `json:"jobs"`
+	}{Jobs: []acctJob{}}
+	for i := range jobs {
+		j := &jobs[i]
+		o := acctJob{
+			JobID: j.ID, Name: j.Spec.Name, User: j.User, Group: c.group(j.GID), Account: j.Spec.Account,
+			Partition: j.Spec.Partition, QOS: j.Spec.QOS, ExitCode: acctExitOf(j), DerivedExitCode: acctExitOf(j),
+			Nodes: jobNodeList(j), AllocationNodes: len(j.Nodes), Priority: j.Priority, Restarts: j.Restarts,
+			WorkDir: j.Spec.WorkDir, Comment: j.Spec.Comment, Steps: []acctStep{},
+		}
+		if isArrayTask(j) {
+			o.Array.JobID = j.ArrayJobID
+			t := j.ArrayTaskID
+			o.Array.TaskID = &t
+		}
+		o.State.Current = []string{string(j.State)}
+		o.State.Reason = jobReason(j)
+		o.Time = acctTime{
+			Elapsed: jobElapsed(j, c.now), Submission: unixOrZero(j.SubmitTime), Start: unixOrZero(j.StartTime),
+			Total: nsTime(j.Usage.CPUTimeNs), User: nsTime(j.Usage.UserTimeNs), System: nsTime(j.Usage.SystemTimeNs),
+		}
+		if j.State.Terminal() {
+			o.Time.End = unixOrZero(j.EndTime)
+		}
+		if j.TimeLimitSec > 0 {
+			m := j.TimeLimitSec / 60
+			o.Time.Limit = &m
+		}
+		o.TRES.Requested = tresList(reqTRES(j))
+		o.TRES.Allocated = []acctTRES{}
+		if jobStarted(j) {
+			o.TRES.Allocated = tresList(allocTRES(j))
+		}
+		if !allocationsOnly && !j.StartTime.IsZero() {
+			var s acctStep
+			s.Step.ID = strconv.FormatUint(j.ID, 10) + ".batch"
+			s.Step.Name = "batch"
+			s.State = acctState(acctRow{job: j, step: true})
+			s.ExitCode = acctExitOf(j)
+			s.Time = o.Time
+			s.Time.Limit = nil
+			s.Nodes.Count = 1
+			s.Nodes.List = []string{firstNodeName(j)}
+			s.Tasks.Count = 1
+			s.TRES.Allocated = tresList(stepTRES(j))
+			s.TRES.Requested.Max = []acctTRES{
+				{Type: "cpu", Count: int64(j.Usage.CPUTimeNs / 1e6)},
+				{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockReadB)},
+				{Type: "mem", Count: int64(j.Usage.MaxRSSB)},
+			}
+			s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockWriteB)}}
+			o.Steps = append(o.Steps, s)
+		}
+		out.Jobs = append(out.Jobs, o)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
