@@ -50,6 +50,9 @@ type Command struct {
 	User            *api.User       `json:"user,omitempty"`
 	Account         *api.Account    `json:"account,omitempty"`
 	Controller      *api.Controller `json:"controller,omitempty"`
+	// UserTokenHash carries User.TokenHash through the log, since api.User
+	// does not marshal it. Node.Apply fills it in.
+	UserTokenHash string `json:"user_token_hash,omitempty"`
 }
 
 // SubmitJob queues a job or an array. The submitter's identity was

@@ -1,0 +1,160 @@
+package raftstore
+
+import (
+	"github.com/hashicorp/go-memdb"
+	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/scheduler"
+)
+
+// Snapshot is an immutable view of the state at one index. It is safe for
+// concurrent use. The records it returns are shared with the store and
+// other snapshots: callers must not modify them (copy first).
+type Snapshot struct {
+	db   *memdb.MemDB
+	meta stateMeta
+}
+
+var _ scheduler.State = (*Snapshot)(nil)
+
+func newSnapshot(db *memdb.MemDB) *Snapshot {
+	s := &Snapshot{db: db}
+	if raw, err := db.Txn(false).First(tMeta, iID, metaKey); err == nil && raw != nil {
+		s.meta = *raw.(*stateMeta)
+	} else {
+		s.meta = stateMeta{Key: metaKey, NextJobID: 1}
+	}
+	return s
+}
+
+// Index is the Raft index of the last command reflected in this view.
+func (s *Snapshot) Index() uint64 { return s.meta.Index }
+
+// NextJobID is the id the next submitted job will get.
+func (s *Snapshot) NextJobID() uint64 { return s.meta.NextJobID }
+
+// A fresh read transaction per call: memdb read transactions are cheap and
+// this keeps a Snapshot safe to share between goroutines.
+func (s *Snapshot) txn() *memdb.Txn { return s.db.Txn(false) }
+
+func first[T any](s *Snapshot, table, index string, arg any) *T {
+	raw, err := s.txn().First(table, index, arg)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*T)
+}
+
+func list[T any](s *Snapshot, table, index string, args ...any) []*T {
+	it, err := s.txn().Get(table, index, args...)
+	if err != nil {
+		return nil
+	}
+	var out []*T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*T))
+	}
+	return out
+}
+
+// Job returns any job, terminal ones included (nil if unknown).
+func (s *Snapshot) Job(id uint64) *api.Job { return first[api.Job](s, tJobs, iID, id) }
+
+// Jobs returns every job in id order.
+func (s *Snapshot) Jobs() []*api.Job { return list[api.Job](s, tJobs, iID) }
+
+// JobsByUser returns a user's jobs in id order.
+func (s *Snapshot) JobsByUser(user string) []*api.Job {
+	return list[api.Job](s, tJobs, iUser, user)
+}
+
+// JobsByNode returns the non-terminal jobs allocated on a node.
+func (s *Snapshot) JobsByNode(node string) []*api.Job {
+	return list[api.Job](s, tJobs, iNode, node)
+}
+
+// JobsByState returns the jobs in one state in id order.
+func (s *Snapshot) JobsByState(st api.JobState) []*api.Job {
+	return list[api.Job](s, tJobs, iState, string(st))
+}
+
+// JobBySubmitID returns the first job created by a submission id.
+func (s *Snapshot) JobBySubmitID(id string) *api.Job {
+	if id == "" {
+		return nil
+	}
+	return first[api.Job](s, tJobs, iSubmit, id)
+}
+
+// PendingJobs returns every PENDING job in id order.
+func (s *Snapshot) PendingJobs() []*api.Job { return s.JobsByState(api.JobPending) }
+
+// RunningJobs returns every RUNNING job in id order.
+func (s *Snapshot) RunningJobs() []*api.Job { return s.JobsByState(api.JobRunning) }
+
+// JobsByArray returns every task of an array job in id order.
+func (s *Snapshot) JobsByArray(arrayJobID uint64) []*api.Job {
+	return list[api.Job](s, tJobs, iArray, arrayJobID)
+}
+
+// Nodes returns every node in name order.
+func (s *Snapshot) Nodes() []*api.Node { return list[api.Node](s, tNodes, iID) }
+
+// Node returns a node by name (nil if unknown).
+func (s *Snapshot) Node(name string) *api.Node { return first[api.Node](s, tNodes, iID, name) }
+
+// Partitions returns every partition in name order.
+func (s *Snapshot) Partitions() []*api.Partition {
+	return list[api.Partition](s, tPartitions, iID)
+}
+
+// Partition returns a partition by name (nil if unknown).
+func (s *Snapshot) Partition(name string) *api.Partition {
+	return first[api.Partition](s, tPartitions, iID, name)
+}
+
+// DefaultPartition returns the partition marked Default (nil if none).
+func (s *Snapshot) DefaultPartition() *api.Partition {
+	return defaultPartition(s.txn())
+}
+
+func defaultPartition(txn *memdb.Txn) *api.Partition {
+	it, err := txn.Get(tPartitions, iID)
+	if err != nil {
+		return nil
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if p := raw.(*api.Partition); p.Default {
+			return p
+		}
+	}
+	return nil
+}
+
+// Users returns every user in name order.
+func (s *Snapshot) Users() []*api.User { return list[api.User](s, tUsers, iID) }
+
+// User returns a user by name (nil if unknown).
+func (s *Snapshot) User(name string) *api.User { return first[api.User](s, tUsers, iID, name) }
+
+// UserByTokenID returns the user holding a token id (nil if none).
+func (s *Snapshot) UserByTokenID(id string) *api.User {
+	if id == "" {
+		return nil
+	}
+	return first[api.User](s, tUsers, iToken, id)
+}
+
+// Accounts returns every account in name order.
+func (s *Snapshot) Accounts() []*api.Account { return list[api.Account](s, tAccounts, iID) }
+
+// Account returns an account by name (nil if unknown).
+func (s *Snapshot) Account(name string) *api.Account {
+	return first[api.Account](s, tAccounts, iID, name)
+}
+
+// Controllers returns the controllers recorded with CmdSetController, in id
+// order. Their Leader flag is whatever was stored; the live Raft view is
+// Node.Stats.
+func (s *Snapshot) Controllers() []*api.Controller {
+	return list[api.Controller](s, tControllers, iID)
+}
