@@ -27,8 +27,13 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail("cannot get the current directory: %v", err)
 	}
+	// The submitter's credentials must never travel with the job: the
+	// exported environment is stored in the cluster state and given to the
+	// job's processes.
+	jobEnv := e.envMap()
+	delete(jobEnv, "STOCKADE_TOKEN")
 	req, err := sbatch.Parse(sbatch.Input{
-		Args: args, Env: e.envMap(), Cwd: cwd, ReadFile: e.readFile, Stdin: e.stdin,
+		Args: args, Env: jobEnv, Cwd: cwd, ReadFile: e.readFile, Stdin: e.stdin,
 	})
 	switch {
 	case errors.Is(err, sbatch.ErrHelp):
