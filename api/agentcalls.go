@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -51,28 +50,13 @@ func (c *Client) FetchClusterCA(ctx context.Context) ([]byte, error) {
 	if len(c.Servers) == 0 {
 		return nil, errors.New("no controller address configured")
 	}
-	var lastErr error
-	backoff := 50 * time.Millisecond
-	for {
-		for i := 0; i < len(c.Servers); i++ {
-			idx := (c.last + i) % len(c.Servers)
-			pem, err := c.getRaw(ctx, c.Servers[idx], "/v1/cluster/ca")
-			if err == nil {
-				c.last = idx
-				return pem, nil
-			}
-			if !retryable(err) {
-				return nil, err
-			}
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no controller answered: %w", lastErr)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
-	}
+	var pem []byte
+	err := c.failover(ctx, func(server string) error {
+		var err error
+		pem, err = c.getRaw(ctx, server, "/v1/cluster/ca")
+		return err
+	})
+	return pem, err
 }
 
 func (c *Client) getRaw(ctx context.Context, server, path string) ([]byte, error) {

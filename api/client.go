@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,7 @@ type Client struct {
 	Servers []string // host:port
 	Token   string   // bearer token of a user
 	HTTP    *http.Client
-	last    int
+	last    atomic.Int32 // the server that answered last; shared by goroutines
 }
 
 // NewClient builds a client that trusts only the cluster CA in tlsConf.
@@ -77,14 +78,23 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if len(c.Servers) == 0 {
 		return errors.New("no controller address configured (STOCKADE_SERVERS or the client config file)")
 	}
+	return c.failover(ctx, func(server string) error {
+		return c.once(ctx, server, method, path, body, out)
+	})
+}
+
+// failover calls try with each server in turn, starting with the one that
+// answered last, until one succeeds, an error is not worth retrying, or
+// ctx ends.
+func (c *Client) failover(ctx context.Context, try func(server string) error) error {
 	var lastErr error
 	backoff := 50 * time.Millisecond
 	for {
 		for i := 0; i < len(c.Servers); i++ {
-			idx := (c.last + i) % len(c.Servers)
-			err := c.once(ctx, c.Servers[idx], method, path, body, out)
+			idx := (int(c.last.Load()) + i) % len(c.Servers)
+			err := try(c.Servers[idx])
 			if err == nil {
-				c.last = idx
+				c.last.Store(int32(idx))
 				return nil
 			}
 			if !retryable(err) {
