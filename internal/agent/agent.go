@@ -513,18 +513,19 @@ func (a *agent) launch(lj *localJob, j *api.Job, meta jobMeta) {
 		devs = append(devs, a.gpuCtl...)
 	}
 	spec := buildSpec(specInput{
-		Job:         j,
-		Node:        a.opts.Name,
-		StateDir:    a.opts.StateDir,
-		ClusterName: a.opts.ClusterName,
-		KillGrace:   a.opts.KillGrace,
-		PidsLimit:   a.opts.PidsLimit,
-		NetNS:       a.opts.NetNS,
-		CPUIDs:      meta.CPUIDs,
-		GPUs:        meta.GPUs,
-		GPUDevices:  devs,
-		User:        lookupUser(j.UID),
-		Now:         time.Now(),
+		Job:          j,
+		Node:         a.opts.Name,
+		StateDir:     a.opts.StateDir,
+		ClusterName:  a.opts.ClusterName,
+		KillGrace:    a.opts.KillGrace,
+		CgroupParent: a.opts.CgroupParent,
+		PidsLimit:    a.opts.PidsLimit,
+		NetNS:        a.opts.NetNS,
+		CPUIDs:       meta.CPUIDs,
+		GPUs:         meta.GPUs,
+		GPUDevices:   devs,
+		User:         lookupUser(j.UID),
+		Now:          time.Now(),
 	})
 	pid, err := executor.Launch(lj.dir, spec)
 	if err != nil {

@@ -33,6 +33,9 @@ type Options struct {
 	// executor's default.
 	NetNS     string
 	KillGrace time.Duration
+	// CgroupParent holds this agent's job cgroups; "" is /stockade/<name>,
+	// so agents sharing a host (tests, the demo) never collide.
+	CgroupParent string
 	// PidsLimit caps each job's tasks; 0 picks max(4096, 64 per CPU).
 	PidsLimit int64
 	// ClusterName is SLURM_CLUSTER_NAME; "" takes it from the cluster CA.
@@ -121,6 +124,7 @@ the /dev/nvidiaN devices.`,
 	f.DurationVar(&opts.Heartbeat, "heartbeat", DefaultHeartbeat, "heartbeat interval")
 	f.StringVar(&opts.NetNS, "netns", "", "network namespace (path) that jobs join")
 	f.DurationVar(&opts.KillGrace, "kill-grace", DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
+	f.StringVar(&opts.CgroupParent, "cgroup-parent", "", "cgroup under which job cgroups are made (default /stockade/<name>)")
 	f.Int64Var(&opts.PidsLimit, "pids-limit", 0, "maximum tasks per job (default: 4096 or 64 per allocated CPU, whichever is larger)")
 	f.StringVar(&opts.ClusterName, "cluster-name", "", "SLURM_CLUSTER_NAME of jobs (default: the name in the cluster CA)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -159,6 +163,9 @@ func (o *Options) normalize() error {
 	o.StateDir = abs
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.CgroupParent == "" {
+		o.CgroupParent = "/stockade/" + o.Name
 	}
 	if o.KillGrace <= 0 {
 		o.KillGrace = DefaultKillGrace

@@ -68,18 +68,19 @@ func passwdShell(path string, uid uint32) string {
 
 // specInput is everything buildSpec needs, so that it is a pure function.
 type specInput struct {
-	Job         *api.Job
-	Node        string
-	StateDir    string
-	ClusterName string
-	KillGrace   time.Duration
-	PidsLimit   int64 // 0: automatic
-	NetNS       string
-	CPUIDs      []int    // pinned CPUs (empty: quota only)
-	GPUs        []int    // GPU indices given to the job
-	GPUDevices  []string // their device nodes plus the control devices
-	User        *userInfo
-	Now         time.Time // start time when the job has none
+	Job          *api.Job
+	Node         string
+	StateDir     string
+	ClusterName  string
+	KillGrace    time.Duration
+	CgroupParent string
+	PidsLimit    int64 // 0: automatic
+	NetNS        string
+	CPUIDs       []int    // pinned CPUs (empty: quota only)
+	GPUs         []int    // GPU indices given to the job
+	GPUDevices   []string // their device nodes plus the control devices
+	User         *userInfo
+	Now          time.Time // start time when the job has none
 }
 
 // autoPidsLimit scales the task limit with the job's CPUs: thread-heavy
@@ -131,6 +132,7 @@ func buildSpec(in specInput) executor.Spec {
 		Image:         j.Spec.Image,
 		ImageCacheDir: filepath.Join(in.StateDir, imagesSubdir),
 		NetNSPath:     in.NetNS,
+		CgroupParent:  in.CgroupParent,
 	}
 }
 

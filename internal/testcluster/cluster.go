@@ -167,8 +167,11 @@ func StartCluster(t testing.TB, controllers int, agents ...string) *Cluster {
 	RequireRoot(t)
 	Binary(t)
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
+	// Jobs run as ordinary users and must reach their directories here.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}}
 	cfg := filepath.Join(dir, "cluster.toml")
@@ -249,7 +252,8 @@ func (c *Cluster) StartAgent(name string) *Proc {
 		p.args = []string{"agent", "--name", name, "--servers", strings.Join(c.APIAddrs(), ","),
 			"--state-dir", filepath.Join(c.Dir, name), "--join-token-file",
 			filepath.Join(c.Controllers[0].DataDir, "agent-join-token"),
-			"--cpus", "2", "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s"}
+			"--cpus", "2", "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s",
+			"--cgroup-parent", c.cgroupParent() + "/" + name}
 		c.Agents[name] = p
 	}
 	p.start(t)
@@ -273,6 +277,9 @@ func (c *Cluster) Stop() {
 		ctl.Stop()
 	}
 	exec.Command("pkill", "-KILL", "-f", stockadeBin+" shim "+c.Dir).Run()
+	// Jobs whose shim was killed with their agent are still in their
+	// cgroups: end them so the next cluster starts clean.
+	killCgroupTree(c.cgroupParent())
 	if c.t.Failed() {
 		for _, ctl := range c.Controllers {
 			dumpLog(c.t, ctl.log)
@@ -396,4 +403,50 @@ func (c *Cluster) UserDir(name string, uid int) string {
 	os.MkdirAll(d, 0o755)
 	os.Chown(d, uid, uid)
 	return d
+}
+
+// cgroupParent is unique per cluster so clusters never share job cgroups.
+func (c *Cluster) cgroupParent() string {
+	return "/stockade-test/" + filepath.Base(filepath.Dir(c.Dir)) + "-" + filepath.Base(c.Dir)
+}
+
+// killCgroupTree kills every process below a cgroup v1 path and removes the
+// cgroups, deepest first.
+func killCgroupTree(parent string) {
+	for i := 0; i < 50; i++ {
+		alive := false
+		filepath.WalkDir("/sys/fs/cgroup/pids"+parent, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			for _, f := range strings.Fields(string(b)) {
+				var pid int
+				fmt.Sscan(f, &pid)
+				if pid > 0 {
+					syscall.Kill(pid, syscall.SIGKILL)
+					alive = true
+				}
+			}
+			return nil
+		})
+		if !alive {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctrls, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, ctrl := range ctrls {
+		root := filepath.Join("/sys/fs/cgroup", ctrl.Name()) + parent
+		var dirs []string
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			os.Remove(dirs[i])
+		}
+	}
 }
