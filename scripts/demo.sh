@@ -59,7 +59,7 @@ up() {
 	wait_for 30 "c1 to lead" "$BIN" status
 	for n in 2 3; do
 		log "starting controller c$n (join)"
-		start c$n server --id c$n --data-dir "$ROOT/c$n" --listen 127.0.0.1:77${n}1 --raft 127.0.0.1:77${n}2 \
+		start c$n server --id c$n --data-dir "$ROOT/c$n" --listen 127.0.0.1:77$((n - 1))1 --raft 127.0.0.1:77$((n - 1))2 \
 			--join 127.0.0.1:7701 --join-token-file "$ROOT/c1/controller-join-token" --config "$REPO/examples/cluster.toml"
 	done
 	for n in 1 2; do

@@ -77,9 +77,9 @@ func TestJobOutcomes(t *testing.T) {
 	if j.State != api.JobFailed || j.ExitCode != 3 || j.ExitSignal != 0 {
 		t.Errorf("exit 3 job: %s %d:%d", j.State, j.ExitCode, j.ExitSignal)
 	}
-	sacct, _, _ := c.CLI(tok, "sacct", "-j", strconv.FormatUint(fail, 10), "-X", "-n", "-P", "--format=JobID,State,ExitCode")
+	sacct, sacctErr, _ := c.CLI(tok, "sacct", "-j", strconv.FormatUint(fail, 10), "-X", "-n", "-P", "--format=JobID,State,ExitCode")
 	if strings.TrimSpace(sacct) != strconv.FormatUint(fail, 10)+"|FAILED|3:0" {
-		t.Errorf("sacct for exit 3: %q", sacct)
+		t.Errorf("sacct for exit 3: %q %s", sacct, sacctErr)
 	}
 
 	j = c.WaitJobEnd(oom, 60*time.Second)

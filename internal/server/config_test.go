@@ -1,0 +1,288 @@
+package server
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stockade-hpc/stockade/api"
+)
+
+func TestParseConfig(t *testing.T) {
+	good := `cluster_name = "hpc"
+[[partitions]]
+name = "batch"
+nodes = "node[1-2]"
+default = true
+max_time = "1-00:00:00"
+default_time = "1:00:00"
+max_nodes = 0
+def_mem_per_cpu = "256M"
+priority_tier = 1
+state = "UP"
+
+[[partitions]]
+name = "gpu"
+nodes = "gpu[01-02],node1"
+max_time = 120
+state = "down"
+
+[[partitions]]
+name = "all"
+nodes = "ALL"
+`
+	c, err := ParseConfig([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterName != "hpc" || len(c.Partitions) != 3 {
+		t.Fatalf("config %+v", c)
+	}
+	b := c.Partitions[0]
+	want := api.Partition{Name: "batch", Nodes: []string{"node1", "node2"}, Default: true, Up: true,
+		MaxTimeSec: 86400, DefaultTimeSec: 3600, DefMemPerCPUMB: 256, PriorityTier: 1}
+	if b.Name != want.Name || !slices.Equal(b.Nodes, want.Nodes) || b.Default != want.Default || b.Up != want.Up ||
+		b.MaxTimeSec != want.MaxTimeSec || b.DefaultTimeSec != want.DefaultTimeSec ||
+		b.DefMemPerCPUMB != want.DefMemPerCPUMB || b.PriorityTier != want.PriorityTier {
+		t.Errorf("batch = %+v, want %+v", b.Partition, want)
+	}
+	g := c.Partitions[1]
+	if g.Up || g.MaxTimeSec != 7200 || !slices.Equal(g.Nodes, []string{"gpu01", "gpu02", "node1"}) {
+		t.Errorf("gpu = %+v", g.Partition)
+	}
+	if !c.Partitions[2].AllNodes {
+		t.Error("ALL not recognised")
+	}
+
+	parts, nodes := c.desired([]*api.Node{{Name: "node1"}, {Name: "node9"}})
+	if len(parts) != 3 || parts[0].Name != "all" || !slices.Equal(parts[0].Nodes, []string{"node1", "node9"}) {
+		t.Errorf("desired partitions %+v", parts)
+	}
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.Name)
+		if n.State != api.NodeUnknown {
+			t.Errorf("configured node %s in state %s", n.Name, n.State)
+		}
+	}
+	if !slices.Equal(names, []string{"gpu01", "gpu02", "node1", "node2"}) {
+		t.Errorf("configured nodes %v", names)
+	}
+	have := make([]*api.Partition, len(parts))
+	for i := range parts {
+		p := parts[i]
+		have[i] = &p
+	}
+	if !partitionsEqual(parts, have) {
+		t.Error("partitionsEqual(x, x) = false")
+	}
+	have[1] = &api.Partition{Name: have[1].Name}
+	if partitionsEqual(parts, have) {
+		t.Error("partitionsEqual ignores a changed partition")
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	part := func(body string) string { return "[[partitions]]\nname = \"p\"\nnodes = \"n1\"\n" + body }
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{"bad toml", "cluster_name = ", "toml"},
+		{"unknown top key", "clusters = 1", "clusters: unknown key"},
+		{"unknown partition key", part("colour = \"red\""), "partitions[0].colour: unknown key"},
+		{"bad max_time", part(`max_time = "x"`), `partitions[0].max_time: invalid time "x"`},
+		{"bad default_time", part(`default_time = "1:xx"`), `partitions[0].default_time: invalid time "1:xx"`},
+		{"negative minutes", part(`max_time = -5`), "partitions[0].max_time: invalid time -5"},
+		{"default above max", part("max_time = \"1:00:00\"\ndefault_time = \"2:00:00\""), "partitions[0].default_time: exceeds max_time"},
+		{"bad mem", part(`def_mem_per_cpu = "lots"`), `partitions[0].def_mem_per_cpu: invalid size "lots"`},
+		{"bad state", part(`state = "MAYBE"`), `partitions[0].state: want UP or DOWN, got "MAYBE"`},
+		{"bad tier", part(`priority_tier = -1`), "partitions[0].priority_tier"},
+		{"bad max_nodes", part(`max_nodes = "two"`), "partitions[0].max_nodes"},
+		{"bad default", part(`default = "yes"`), "partitions[0].default"},
+		{"no name", "[[partitions]]\nnodes = \"n1\"", "partitions[0].name: required"},
+		{"bad name", "[[partitions]]\nname = \"a b\"\nnodes = \"n1\"", "partitions[0].name: invalid partition name"},
+		{"no nodes", "[[partitions]]\nname = \"p\"", "partitions[0].nodes: required"},
+		{"bad hostlist", "[[partitions]]\nname = \"p\"\nnodes = \"n[3-1]\"", "partitions[0].nodes: invalid host list"},
+		{"nodes not string", "[[partitions]]\nname = \"p\"\nnodes = 5", "partitions[0].nodes"},
+		{"duplicate", part("") + "\n" + part(""), `partitions[1].name: duplicate partition "p"`},
+		{"two defaults", part("default = true") + "\n[[partitions]]\nname = \"q\"\nnodes = \"n2\"\ndefault = true",
+			`partitions[1].default: partition "p" is already the default`},
+		{"bad cluster name", `cluster_name = "a/b"`, "cluster_name: invalid name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.text))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.text)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q spans lines", err)
+			}
+		})
+	}
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := DefaultConfig()
+	parts, nodes := c.desired([]*api.Node{{Name: "a"}, {Name: "b"}})
+	if len(parts) != 1 || !parts[0].Default || !parts[0].Up || !slices.Equal(parts[0].Nodes, []string{"a", "b"}) || len(nodes) != 0 {
+		t.Errorf("default config: %+v %+v", parts, nodes)
+	}
+	parts, _ = c.desired(nil)
+	if parts[0].Nodes == nil {
+		t.Error("empty ALL partition has nil nodes")
+	}
+}
+
+func TestParseJobRefs(t *testing.T) {
+	tests := []struct {
+		in    []string
+		want  []jobRef
+		isErr bool
+	}{
+		{in: []string{"12"}, want: []jobRef{{id: 12}}},
+		{in: []string{"12,13_4"}, want: []jobRef{{id: 12}, {id: 13, tasks: []int{4}}}},
+		{in: []string{"13_[1-3,7]", "14"}, want: []jobRef{{id: 13, tasks: []int{1, 2, 3, 7}}, {id: 14}}},
+		{in: []string{"0"}, isErr: true},
+		{in: []string{"x"}, isErr: true},
+		{in: []string{"12_"}, isErr: true},
+		{in: []string{"12_[5-1]"}, isErr: true},
+		{in: []string{"-3"}, isErr: true},
+	}
+	for _, tc := range tests {
+		got, err := parseJobRefs(tc.in)
+		if (err != nil) != tc.isErr {
+			t.Errorf("%v: err %v", tc.in, err)
+			continue
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("%v: got %v", tc.in, got)
+			continue
+		}
+		for i := range got {
+			if got[i].id != tc.want[i].id || !slices.Equal(got[i].tasks, tc.want[i].tasks) {
+				t.Errorf("%v: got %+v, want %+v", tc.in, got[i], tc.want[i])
+			}
+		}
+	}
+}
+
+func TestParseDependencies(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []api.Dependency
+		wantErr string
+	}{
+		{in: "afterok:12", want: []api.Dependency{{Type: "afterok", JobID: 12, ArrayTask: -1}}},
+		{in: "afterany:12:13_2,singleton", want: []api.Dependency{
+			{Type: "afterany", JobID: 12, ArrayTask: -1}, {Type: "afterany", JobID: 13, ArrayTask: 2}, {Type: "singleton", ArrayTask: -1}}},
+		{in: "AfterNotOK:7", want: []api.Dependency{{Type: "afternotok", JobID: 7, ArrayTask: -1}}},
+		{in: "afterok:1?afterok:2", wantErr: "any of"},
+		{in: "aftercorr:5", wantErr: "aftercorr"},
+		{in: "afterok", wantErr: "needs a job id"},
+		{in: "afterok:x", wantErr: "x"},
+		{in: "after:5+10", wantErr: "+time"},
+		{in: "singleton:3", wantErr: "singleton"},
+		{in: ",", wantErr: "empty"},
+	}
+	for _, tc := range tests {
+		got, err := parseDependencies(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseStates(t *testing.T) {
+	got, err := parseStates([]string{"pd", "RUNNING", "CA"})
+	if err != nil || len(got) != 3 || !got[api.JobPending] || !got[api.JobRunning] || !got[api.JobCancelled] {
+		t.Errorf("parseStates: %v %v", got, err)
+	}
+	if _, err := parseStates([]string{"SLEEPING"}); err == nil {
+		t.Error("accepted an unknown state")
+	}
+	if got, _ := parseStates(nil); got != nil {
+		t.Error("no states should mean no filter")
+	}
+}
+
+func TestJobFilter(t *testing.T) {
+	now := time.Now()
+	alice := &api.User{Name: "alice"}
+	root := &api.User{Name: "root", Admin: true}
+	job := func(user string, st api.JobState, ended time.Duration) *api.Job {
+		j := &api.Job{User: user, State: st, SubmitTime: now.Add(-time.Hour), Spec: api.JobSpec{Name: "n", Partition: "batch"}}
+		if st.Terminal() {
+			j.EndTime = now.Add(-ended)
+		}
+		return j
+	}
+	tests := []struct {
+		name string
+		f    jobFilter
+		j    *api.Job
+		want bool
+	}{
+		{"own pending", jobFilter{self: alice}, job("alice", api.JobPending, 0), true},
+		{"other's job", jobFilter{self: alice}, job("bob", api.JobPending, 0), false},
+		{"admin sees other's", jobFilter{self: root}, job("bob", api.JobPending, 0), true},
+		{"recently ended", jobFilter{self: alice}, job("alice", api.JobCompleted, time.Minute), true},
+		{"ended long ago", jobFilter{self: alice}, job("alice", api.JobCompleted, time.Hour), false},
+		{"ended long ago, all", jobFilter{self: alice, allEnded: true}, job("alice", api.JobFailed, time.Hour), true},
+		{"state filter", jobFilter{self: alice, states: map[api.JobState]bool{api.JobRunning: true}}, job("alice", api.JobPending, 0), false},
+		{"partition filter", jobFilter{self: alice, partitions: []string{"gpu"}}, job("alice", api.JobPending, 0), false},
+		{"name filter", jobFilter{self: alice, names: []string{"n"}}, job("alice", api.JobPending, 0), true},
+		{"user filter", jobFilter{self: root, users: []string{"alice"}}, job("bob", api.JobPending, 0), false},
+		{"submitted after until", jobFilter{self: alice, until: now.Add(-2 * time.Hour), allEnded: true}, job("alice", api.JobPending, 0), false},
+		{"ended before since", jobFilter{self: alice, since: now.Add(-time.Minute), allEnded: true}, job("alice", api.JobCompleted, 30*time.Minute), false},
+		{"running across since", jobFilter{self: alice, since: now.Add(-time.Minute), allEnded: true}, job("alice", api.JobRunning, 0), true},
+	}
+	for _, tc := range tests {
+		tc.f.now = now
+		if got := tc.f.match(tc.j); got != tc.want {
+			t.Errorf("%s: match = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCommandFlags(t *testing.T) {
+	cmd := NewCommand()
+	tests := []struct{ flag, def string }{
+		{"data-dir", "/var/lib/stockade/server"},
+		{"id", ""},
+		{"listen", "127.0.0.1:7701"},
+		{"raft", "127.0.0.1:7702"},
+		{"advertise", ""},
+		{"raft-advertise", ""},
+		{"bootstrap", "false"},
+		{"join", ""},
+		{"join-token", ""},
+		{"join-token-file", ""},
+		{"config", ""},
+		{"node-timeout", "10s"},
+		{"tls-san", "[]"},
+		{"log-level", "info"},
+	}
+	for _, tc := range tests {
+		f := cmd.Flags().Lookup(tc.flag)
+		if f == nil {
+			t.Errorf("--%s missing", tc.flag)
+			continue
+		}
+		if f.DefValue != tc.def {
+			t.Errorf("--%s default %q, want %q", tc.flag, f.DefValue, tc.def)
+		}
+	}
+}

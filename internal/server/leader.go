@@ -1,0 +1,278 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/auth"
+	"github.com/stockade-hpc/stockade/internal/hostlist"
+	"github.com/stockade-hpc/stockade/raftstore"
+	"github.com/stockade-hpc/stockade/scheduler"
+)
+
+const (
+	// schedCoalesce is the least time between scheduler passes, so a
+	// submit storm becomes a few large plans instead of one per job.
+	schedCoalesce = 5 * time.Millisecond
+	schedTick     = time.Second
+	livenessTick  = time.Second
+	configTick    = 2 * time.Second
+	maxPlacements = 1000
+)
+
+// leadership starts the leader's loops when this member becomes leader
+// (with a complete state) and stops them when it stops leading.
+func (s *Server) leadership() {
+	defer s.wg.Done()
+	changes := s.node.LeadershipChanges()
+	var stop func()
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case leading, ok := <-changes:
+			if !ok {
+				return
+			}
+			s.leading.Store(leading)
+			switch {
+			case leading && stop == nil:
+				stop = s.startLeading()
+			case !leading && stop != nil:
+				stop()
+				stop = nil
+			}
+		}
+	}
+}
+
+// startLeading runs the leader's loops until the returned stop is called.
+func (s *Server) startLeading() (stop func()) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	var loops sync.WaitGroup
+	s.log.Info("leading: starting the scheduler and failure detector")
+	s.resetSeen()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		s.takeOver(ctx)
+		loops.Add(3)
+		go func() { defer loops.Done(); s.scheduleLoop(ctx) }()
+		go func() { defer loops.Done(); s.livenessLoop(ctx) }()
+		go func() { defer loops.Done(); s.configLoop(ctx) }()
+	}()
+	return func() {
+		cancel()
+		loops.Wait()
+		s.log.Info("no longer leading: leader loops stopped")
+	}
+}
+
+// takeOver does the one-time work of a new leader: publish its own
+// addresses, create the admin user after bootstrap. Each step retries
+// until it succeeds or leadership ends.
+func (s *Server) takeOver(ctx context.Context) {
+	retry(ctx, s, "publishing this controller's record", func() error {
+		return s.setController(ctx, s.id, s.raftAddr, s.apiAddr)
+	})
+	retry(ctx, s, "creating the admin user", func() error { return s.ensureAdmin(ctx) })
+}
+
+func retry(ctx context.Context, s *Server, what string, fn func() error) {
+	for {
+		err := fn()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.log.Warn(what, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ensureAdmin creates user root (uid 0, admin, account root) with the
+// token in the admin-token file, on the member that bootstrapped.
+func (s *Server) ensureAdmin(ctx context.Context) error {
+	snap := s.store().Snapshot()
+	if snap.User("root") != nil {
+		return nil
+	}
+	data, err := os.ReadFile(s.path(fileAdminToken))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // not the bootstrap member: nothing to do
+	}
+	if err != nil {
+		return err
+	}
+	tok := strings.TrimSpace(string(data))
+	tokenID, _, err := auth.ParseToken(tok)
+	if err != nil {
+		return errors.New(s.path(fileAdminToken) + ": not a Stockade token")
+	}
+	hash, err := auth.HashToken(tok)
+	if err != nil {
+		return err
+	}
+	if snap.Account("root") == nil {
+		if _, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdAddAccount, Time: time.Now().UnixNano(),
+			Account: &api.Account{Name: "root", Description: "administrators"}}); err != nil {
+			return err
+		}
+	}
+	if _, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdAddUser, Time: time.Now().UnixNano(),
+		User: &api.User{Name: "root", UID: 0, GID: 0, DefaultAccount: "root", Accounts: []string{"root"},
+			Admin: true, TokenID: tokenID, TokenHash: hash}}); err != nil {
+		return err
+	}
+	s.log.Info("created admin user root", "token_file", s.path(fileAdminToken))
+	return nil
+}
+
+// scheduleLoop runs a scheduler pass after each state change (at most one
+// per schedCoalesce) and at least every second, and commits non-empty
+// plans.
+func (s *Server) scheduleLoop(ctx context.Context) {
+	st := s.store()
+	var last uint64
+	var lastPass time.Time
+	var passTook time.Duration
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, schedTick)
+		st.WaitForIndex(wctx, last)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		// Wait at least as long as the last pass took, so that with a deep
+		// queue the scheduler leaves half the CPU to the API.
+		if d := max(schedCoalesce, passTook) - time.Since(lastPass); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		lastPass = time.Now()
+		snap := st.Snapshot()
+		last = snap.Index()
+		plan := scheduler.Schedule(lastPass, snap, scheduler.Options{MaxPlacementsPerPass: maxPlacements})
+		passTook = time.Since(lastPass)
+		if plan.Empty() {
+			continue
+		}
+		res, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdApplyPlan, Time: lastPass.UnixNano(), Plan: &plan})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("committing a scheduler plan", "err", err)
+			}
+			continue
+		}
+		if pr, ok := res.(*raftstore.PlanResult); ok && (pr.Applied > 0 || len(pr.Rejected) > 0) {
+			s.log.Debug("scheduler pass", "started", pr.Applied, "rejected", len(pr.Rejected),
+				"pending", len(snap.PendingJobs()), "took", time.Since(lastPass))
+		}
+	}
+}
+
+// resetSeen gives every node a fresh grace period: a new leader has no
+// heartbeat history (as Nomad does on failover).
+func (s *Server) resetSeen() {
+	now := time.Now()
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	clear(s.seen)
+	for _, n := range s.store().Snapshot().Nodes() {
+		s.seen[n.Name] = now
+	}
+}
+
+// livenessLoop marks UP nodes DOWN when they have not been heard from for
+// NodeTimeout; the state machine requeues or fails their jobs.
+func (s *Server) livenessLoop(ctx context.Context) {
+	t := time.NewTicker(livenessTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var dead []string
+		s.seenMu.Lock()
+		for _, n := range s.store().Snapshot().Nodes() {
+			if n.State != api.NodeUp {
+				continue
+			}
+			seen, ok := s.seen[n.Name]
+			if !ok {
+				s.seen[n.Name] = now // registered through another leader
+				continue
+			}
+			if now.Sub(seen) > s.opts.NodeTimeout {
+				dead = append(dead, n.Name)
+			}
+		}
+		s.seenMu.Unlock()
+		if len(dead) == 0 {
+			continue
+		}
+		res, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdNodesDown, Time: now.UnixNano(),
+			NodeNames: dead, Reason: notResponding})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("marking unresponsive nodes down", "err", err)
+			}
+			continue
+		}
+		args := []any{"nodes", hostlist.Compress(dead), "timeout", s.opts.NodeTimeout}
+		if r, ok := res.(*raftstore.NodesDownResult); ok {
+			args = append(args, "requeued", len(r.Requeued), "failed", len(r.Failed))
+		}
+		s.log.Warn("nodes not responding: marked DOWN", args...)
+	}
+}
+
+// configLoop applies the configured partitions whenever the state differs
+// (at takeover, and as nodes appear for "ALL" partitions).
+func (s *Server) configLoop(ctx context.Context) {
+	t := time.NewTicker(configTick)
+	defer t.Stop()
+	for {
+		snap := s.store().Snapshot()
+		parts, nodes := s.cfg.desired(snap.Nodes())
+		missing := false
+		for _, n := range nodes {
+			missing = missing || snap.Node(n.Name) == nil
+		}
+		if missing || !partitionsEqual(parts, snap.Partitions()) {
+			_, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdSetPartitions, Time: time.Now().UnixNano(),
+				Partitions: parts, ConfiguredNodes: nodes})
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("applying the partition configuration", "err", err)
+				}
+			} else {
+				s.log.Info("partition configuration applied", "partitions", len(parts))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
