@@ -33,7 +33,7 @@ vet:
 test: build vet test-unit test-integration
 
 test-unit:
-	$(GO) test -tags $(GOTAGS) -count=1 -timeout 20m $$($(GO) list ./... | grep -v /tests)
+	$(GO) test -tags $(GOTAGS) -count=1 -p 1 -timeout 20m $$($(GO) list ./... | grep -v /tests)
 
 test-integration: build
 	STOCKADE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(GOTAGS) -count=1 -timeout 25m -v ./tests/...
@@ -44,8 +44,11 @@ fuzz:
 	$(GO) test ./internal/sbatch -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/hostlist -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME)
 
+# Benchmarks print their figure next to a baseline measured in the same run.
 bench: build
 	STOCKADE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+	$(GO) test -tags $(GOTAGS) -run '^$$' -bench StartLatency -benchtime 40x -timeout 10m ./executor/
+	$(GO) test -run '^$$' -bench Schedule -timeout 10m ./scheduler/
 
 demo: build
 	./scripts/demo.sh up

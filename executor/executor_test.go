@@ -352,11 +352,8 @@ func TestOutputFiles(t *testing.T) {
 // private in jobs), readable by nobody.
 func hostDir(t testing.TB) string {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := os.MkdirTemp(wd, ".hostfs-test-")
+	// Not the package directory: a checkout may itself live under /tmp.
+	d, err := os.MkdirTemp("/var/tmp", "stockade-hostfs-test-")
 	if err != nil {
 		t.Fatal(err)
 	}

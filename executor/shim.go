@@ -35,10 +35,22 @@ func RunShim(jobDir string) int {
 	// SIGHUP is caught and dropped, not ignored: an ignored signal stays
 	// ignored across exec, in the job. (SIGPIPE needs nothing: our stdio is
 	// a file, and on other descriptors Go returns EPIPE.)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, unix.SIGHUP)
+	// The same goes for whatever our ancestors ignored (a shell starting the
+	// agent in the background ignores SIGINT and SIGQUIT, say): the job must
+	// start with every signal at its default.
+	drop := make(chan os.Signal, 1)
+	signal.Notify(drop, unix.SIGHUP)
+	for sig := unix.Signal(1); sig < 32; sig++ {
+		switch sig {
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGTERM, unix.SIGINT:
+			continue
+		}
+		if signal.Ignored(sig) {
+			signal.Notify(drop, sig)
+		}
+	}
 	go func() {
-		for range hup {
+		for range drop {
 		}
 	}()
 	log.SetPrefix(fmt.Sprintf("shim[%d] ", os.Getpid()))

@@ -239,8 +239,19 @@ func seed(t testing.TB, n *Node, jobs int) []uint64 {
 func submitN(t testing.TB, n *Node, jobs int) []uint64 {
 	t.Helper()
 	var ids []uint64
-	for range jobs {
-		res, err := n.Apply(context.Background(), &Command{Type: CmdSubmitJob, Submit: &SubmitJob{Spec: api.JobSpec{Name: "j"}, User: "alice"}})
+	for i := range jobs {
+		// A loaded test machine can cost the leader its lease mid-commit;
+		// the submit id makes the retry safe, as it is for real clients.
+		sid := fmt.Sprintf("%p-%d-%d", n, time.Now().UnixNano(), i)
+		var res any
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			res, err = n.Apply(context.Background(), &Command{Type: CmdSubmitJob, Submit: &SubmitJob{Spec: api.JobSpec{Name: "j", SubmitID: sid}, User: "alice"}})
+			if !errors.Is(err, ErrLeadershipLost) {
+				break
+			}
+			time.Sleep(time.Second) // the same member usually wins again
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
