@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
@@ -40,9 +41,14 @@ func RunShim(jobDir string) int {
 	// start with every signal at its default.
 	drop := make(chan os.Signal, 1)
 	signal.Notify(drop, unix.SIGHUP)
-	for sig := unix.Signal(1); sig < 32; sig++ {
+	for sig := unix.Signal(1); sig <= 64; sig++ { // through SIGRTMAX
 		switch sig {
 		case unix.SIGKILL, unix.SIGSTOP, unix.SIGTERM, unix.SIGINT:
+			continue
+		case 32, 33:
+			// glibc's internal signals, which Go never handles (and make
+			// ignores them): reset them directly.
+			resetIgnoredSignal(sig)
 			continue
 		}
 		if signal.Ignored(sig) {
@@ -605,4 +611,25 @@ func (sh *shim) cleanup() {
 			log.Printf("unmount %s: %v", sh.hostRootfs, err)
 		}
 	}
+}
+
+// kernelSigaction is the kernel's struct sigaction on x86-64 and arm64.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// resetIgnoredSignal sets sig back to its default action if it is ignored.
+func resetIgnoredSignal(sig unix.Signal) {
+	var old kernelSigaction
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+		return
+	}
+	if old.handler != 1 { // SIG_IGN
+		return
+	}
+	def := kernelSigaction{}
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&def)), 0, 8, 0, 0)
 }
