@@ -1,9 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	osuser "os/user"
@@ -335,10 +336,14 @@ func (s *Server) isMember() bool {
 }
 
 func (s *Server) postLeader(client *http.Client, addr string) error {
-	body := fmt.Sprintf(`{"id":%q,"raft_addr":%q,"api_addr":%q}`, s.id, s.raftAddr, s.apiAddr)
+	// Go's %q is not JSON's quoting (\x7f, \a): encode the record.
+	body, err := json.Marshal(controllerRecord{ID: s.id, RaftAddr: s.raftAddr, APIAddr: s.apiAddr})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/cluster/controller", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/cluster/controller", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -29,12 +29,17 @@ package server
 //   - what the API accepts, the state machine accepts too (the command
 //     the handler would propose applies to a copy of the state without an
 //     error result), and accepted submits satisfy the spec invariants the
-//     scheduler relies on.
+//     scheduler relies on (CPUs and memory per node fit a node);
+//   - job id selectors and dependency lists re-parse from their canonical
+//     form to the same value, and resolve only to the jobs they name;
+//   - postLeader (the real one, against an httptest TLS leader) publishes
+//     any controller record unchanged.
 //
 // Run one with: go test ./internal/server -run '^$' -fuzz '^FuzzDecodeSubmit$' -fuzztime 20s
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -373,7 +378,9 @@ func fzCheckWire(t *testing.T, err error, status int) {
 	if err := dec.Decode(&e); err != nil {
 		t.Fatalf("error response %q is not {\"error\": ...}: %v", body, err)
 	}
-	if e.Error == "" || strings.ContainsAny(e.Error, "\r\n") || e.Error != oneLine(err).Error() {
+	// The JSON encoder replaces invalid UTF-8 (echoed user input) byte by
+	// byte, as a string-to-rune conversion does.
+	if e.Error == "" || strings.ContainsAny(e.Error, "\r\n") || e.Error != string([]rune(oneLine(err).Error())) {
 		t.Fatalf("error response message %q for error %q", e.Error, err)
 	}
 }
@@ -467,6 +474,13 @@ var submitSeeds = []string{
 	`{"job":{"script":"#!/bin/sh\n" "current_working_directory":"/tmp"}}`,
 	`{"job":{"script":"#!/bin/sh\n","environment":{"K":1}}}`,
 	`{"job":{"script":"#!/bin/sh\n","dependencies":[{"type":"afterok","job_id":-1}]}}`,
+	// Overflowing CPUs or memory per node, once accepted (CPUsPerNode 0,
+	// negative, and negative memory).
+	`{"job":{"script":"#!/bin/sh\n","current_working_directory":"/tmp","tasks_per_node":4611686018427387904,"cpus_per_task":4}}`,
+	`{"job":{"script":"#!/bin/sh\n","current_working_directory":"/tmp","tasks":9223372036854775807,"nodes":2}}`,
+	`{"job":{"script":"#!/bin/sh\n","current_working_directory":"/tmp","memory_per_cpu":4611686018427387904,"cpus_per_task":2}}`,
+	// Many large host lists, once seconds of CPU each.
+	`{"job":{"script":"#!/bin/sh\n","current_working_directory":"/tmp","exclude_nodes":["a[0-65535]","b[0-65535]"]}}`,
 }
 
 func FuzzDecodeSubmit(f *testing.F) {
@@ -1159,6 +1173,7 @@ var nodeUpdateSeeds = []string{
 	`{"nodes":["no/de"],"state":"up"}`,
 	`{"nodes":"node1","state":"up"}`,
 	`{"nodes":["node1"],"state":"maint"}`,
+	`{"nodes":["a[0-65535]","b[0-65535]"],"state":"up"}`,
 }
 
 func FuzzDecodeNodeUpdate(f *testing.F) {
@@ -1284,6 +1299,28 @@ func FuzzDecodeSetController(f *testing.F) {
 	for _, s := range controllerSeeds {
 		f.Add([]byte(s))
 	}
+	// A leader for postLeader to publish to: it decodes the record as
+	// handleSetController does.
+	var (
+		mu       sync.Mutex
+		received controllerRecord
+		recvErr  error
+	)
+	leader := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rec controllerRecord
+		err := decodeJSON(w, r, &rec)
+		mu.Lock()
+		received, recvErr = rec, err
+		mu.Unlock()
+		if err != nil {
+			fzServer.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+	}))
+	f.Cleanup(leader.Close)
+	client := leader.Client()
+	addr := leader.Listener.Addr().String()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, ok := fzDecodeChecked[controllerRecord](t, body)
 		if !ok {
@@ -1291,13 +1328,16 @@ func FuzzDecodeSetController(f *testing.F) {
 		}
 		if err := checkSetController(fzController, &req); err != nil {
 			fzCheckRejected(t, err, controllerErrRE)
-			return
 		}
-		// This is what postLeader sends: it must be this same record.
-		sent := fmt.Sprintf(`{"id":%q,"raft_addr":%q,"api_addr":%q}`, req.ID, req.RaftAddr, req.APIAddr)
-		var back controllerRecord
-		if err := fzDecode([]byte(sent), &back); err != nil || back != req {
-			t.Fatalf("postLeader's body %s decodes to %+v (%v), want %+v", sent, back, err, req)
+		// Whatever a member's id and addresses, postLeader must publish
+		// them as they are.
+		s := &Server{id: req.ID, raftAddr: req.RaftAddr, apiAddr: req.APIAddr, ctx: context.Background()}
+		err := s.postLeader(client, addr)
+		mu.Lock()
+		got, gotErr := received, recvErr
+		mu.Unlock()
+		if err != nil || gotErr != nil || got != req {
+			t.Fatalf("postLeader(%+v): %v; the leader decoded %+v (%v)", req, err, got, gotErr)
 		}
 	})
 }
@@ -1517,6 +1557,41 @@ func FuzzQueryParams(f *testing.F) {
 			t.Fatalf("%q: wait %v", raw, wait)
 		}
 	})
+}
+
+// TestExpandNodesBounded: one expression may name MaxHosts nodes, a list
+// no more in all (deduplicating used to be quadratic: 24 s for two).
+func TestExpandNodesBounded(t *testing.T) {
+	names, err := expandNodes("nodes", []string{"n[0-65535]", "n[0-9]"})
+	if len(names) != 0 || err == nil || err.Error() != "nodes: more than 65536 node names" {
+		t.Fatalf("got %d names, %v", len(names), err)
+	}
+	names, err = expandNodes("nodes", []string{"n[0-32767]", "n[0-32767]"})
+	if err != nil || len(names) != 32768 || names[0] != "n0" || names[32767] != "n32767" {
+		t.Fatalf("got %d names, %v", len(names), err)
+	}
+}
+
+// TestNormalizeSpecOverflow: counts and sizes whose products overflow
+// are refused before the scheduler's checks see them wrapped.
+func TestNormalizeSpecOverflow(t *testing.T) {
+	snap := newFuzzStore(t).Snapshot()
+	for _, tc := range []struct {
+		spec api.JobSpec
+		want string
+	}{
+		{api.JobSpec{TasksPerNode: 1 << 62, CPUsPerTask: 4}, "job.tasks_per_node: larger than 16777216"},
+		{api.JobSpec{Tasks: 1<<63 - 1, Nodes: 2}, "job.tasks: larger than 16777216"},
+		{api.JobSpec{Nodes: 1 << 32, TasksPerNode: 1 << 32}, "job.nodes: larger than 16777216"},
+		{api.JobSpec{MemoryPerCPUMB: 1 << 62, CPUsPerTask: 2}, "job.memory_per_cpu: 4611686018427387904M per CPU for 2 CPUs per node is too large"},
+		{api.JobSpec{MemoryPerCPUMB: 1 << 40, CPUsPerTask: 1 << 24, TasksPerNode: 1 << 24}, "job.memory_per_cpu: 1099511627776M per CPU for 281474976710656 CPUs per node is too large"},
+	} {
+		spec := tc.spec
+		spec.Script, spec.WorkDir = "#!/bin/sh\n", "/tmp"
+		if err := checkSubmit(snap, fzAlice, &spec); err == nil || err.Error() != tc.want {
+			t.Errorf("%+v: %v, want %s", tc.spec, err, tc.want)
+		}
+	}
 }
 
 // TestDecodeJSONTooLarge covers the body limit, which fuzzing cannot reach.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -21,7 +22,8 @@ const (
 	maxScript  = 4 << 20
 	maxName    = 200
 	maxComment = 1024
-	maxSubmit  = 128 // submit id length
+	maxSubmit  = 128     // submit id length
+	maxCount   = 1 << 24 // nodes, tasks, tasks per node, CPUs per task
 	// minJobAge is how long ended jobs stay in default listings (Slurm's
 	// MinJobAge).
 	minJobAge = 5 * time.Minute
@@ -129,6 +131,17 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 			return badRequest("job.%s: must be >= 0", f.name)
 		}
 	}
+	// CPUs and memory per node are products of these (api.JobSpec's
+	// CPUsPerNode, MemoryMBPerNode): huge values would overflow them and
+	// slip through the scheduler's resource checks.
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"nodes", spec.Nodes}, {"tasks", spec.Tasks}, {"tasks_per_node", spec.TasksPerNode}, {"cpus_per_task", spec.CPUsPerTask}} {
+		if f.v > maxCount {
+			return badRequest("job.%s: larger than %d", f.name, maxCount)
+		}
+	}
 	// Zero means "not given" (api.JobSpec): one node, one CPU per task,
 	// one task per node.
 	spec.Nodes = max(spec.Nodes, 1)
@@ -141,6 +154,9 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 	}
 	if spec.MemoryPerNodeMB > 0 && spec.MemoryPerCPUMB > 0 {
 		return badRequest("job.memory_per_cpu: mutually exclusive with memory_per_node")
+	}
+	if cpus := int64(spec.CPUsPerNode()); spec.MemoryPerCPUMB > math.MaxInt64/cpus {
+		return badRequest("job.memory_per_cpu: %dM per CPU for %d CPUs per node is too large", spec.MemoryPerCPUMB, cpus)
 	}
 	if spec.Nice < 0 && !u.Admin {
 		return errorf(http.StatusForbidden, "job.nice: only administrators may set a negative nice value")
@@ -223,16 +239,24 @@ func expandNodes(field string, in []string) ([]string, error) {
 		return in, nil
 	}
 	var out []string
+	seen := map[string]bool{}
+	total := 0
 	for _, expr := range in {
 		names, err := hostlist.Expand(expr)
 		if err != nil {
 			return nil, badRequest("%s: %s", field, oneLine(err).Error())
 		}
+		// hostlist bounds one expression; bound the list too, or a body
+		// of many large expressions costs the leader minutes of CPU.
+		if total += len(names); total > hostlist.MaxHosts {
+			return nil, badRequest("%s: more than %d node names", field, hostlist.MaxHosts)
+		}
 		for _, n := range names {
 			if !nodeNameRE.MatchString(n) {
 				return nil, badRequest("%s: invalid node name %q", field, n)
 			}
-			if !slices.Contains(out, n) {
+			if !seen[n] {
+				seen[n] = true
 				out = append(out, n)
 			}
 		}
