@@ -66,10 +66,10 @@ func (q JobQuery) Values() url.Values {
 		v.Set("all", "true")
 	}
 	if !q.Since.IsZero() {
-		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
 	}
 	if !q.Until.IsZero() {
-		v.Set("until", q.Until.UTC().Format(time.RFC3339))
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
 	}
 	if q.Stale {
 		v.Set("stale", "true")
