@@ -127,13 +127,28 @@ func buildSpec(in specInput) executor.Spec {
 		MemoryBytes:   j.AllocMemoryMB << 20,
 		PidsLimit:     pids,
 		GPUDevices:    slices.Clone(in.GPUDevices),
-		TimeLimit:     time.Duration(j.TimeLimitSec) * time.Second,
+		TimeLimit:     timeLimit(j.TimeLimitSec),
 		KillGrace:     in.KillGrace,
 		Image:         j.Spec.Image,
 		ImageCacheDir: filepath.Join(in.StateDir, imagesSubdir),
 		NetNSPath:     in.NetNS,
 		CgroupParent:  in.CgroupParent,
 	}
+}
+
+// maxTimeLimitSec is the longest time limit enforced (about 100 years):
+// longer ones are no limit. time.Duration holds at most about 292 years,
+// and a larger limit would wrap to a negative or short one.
+const maxTimeLimitSec = 100 * 365 * 24 * 3600
+
+// timeLimit is a job's time limit in seconds as the executor takes it:
+// 0 (none) for 0 or more than maxTimeLimitSec. A negative one (which the
+// controller never sends) stays negative, for the executor to refuse.
+func timeLimit(sec int64) time.Duration {
+	if sec > maxTimeLimitSec {
+		return 0
+	}
+	return time.Duration(max(sec, -maxTimeLimitSec)) * time.Second
 }
 
 // isArrayTask reports whether the job is one task of an array.
@@ -309,8 +324,8 @@ func jobEnv(in specInput, workDir string) []string {
 		start = in.Now
 	}
 	set("SLURM_JOB_START_TIME", strconv.FormatInt(start.Unix(), 10))
-	if j.TimeLimitSec > 0 {
-		set("SLURM_JOB_END_TIME", strconv.FormatInt(start.Unix()+j.TimeLimitSec, 10))
+	if limit := timeLimit(j.TimeLimitSec); limit > 0 {
+		set("SLURM_JOB_END_TIME", strconv.FormatInt(start.Unix()+int64(limit/time.Second), 10))
 	}
 	set("STOCKADE_JOB_ID", id)
 	set("STOCKADE_NODE", in.Node)

@@ -174,6 +174,36 @@ func TestBuildSpec(t *testing.T) {
 			absent: []string{"SLURM_MEM_PER_NODE", "SLURM_CPUS_PER_TASK", "SLURM_JOB_END_TIME"},
 		},
 		{
+			name: "time limit of 100 years",
+			mod:  func(in *specInput) { in.Job.TimeLimitSec = maxTimeLimitSec },
+			check: func(t *testing.T, s executor.Spec) {
+				if s.TimeLimit != 100*365*24*time.Hour {
+					t.Errorf("time limit %s", s.TimeLimit)
+				}
+			},
+			env: map[string]string{"SLURM_JOB_END_TIME": "4853600000"},
+		},
+		{
+			name: "huge time limit is no limit, not an overflow",
+			mod:  func(in *specInput) { in.Job.TimeLimitSec = 1<<63 - 1 },
+			check: func(t *testing.T, s executor.Spec) {
+				if s.TimeLimit != 0 {
+					t.Errorf("time limit %s", s.TimeLimit)
+				}
+			},
+			absent: []string{"SLURM_JOB_END_TIME"},
+		},
+		{
+			name: "time limit of 317 years (beyond time.Duration) is no limit",
+			mod:  func(in *specInput) { in.Job.TimeLimitSec = 10_000_000_000 },
+			check: func(t *testing.T, s executor.Spec) {
+				if s.TimeLimit != 0 {
+					t.Errorf("time limit %s", s.TimeLimit)
+				}
+			},
+			absent: []string{"SLURM_JOB_END_TIME"},
+		},
+		{
 			name: "known user: passwd values unless exported, supplementary groups",
 			mod: func(in *specInput) {
 				in.User = &userInfo{Name: "alice", Home: "/home/alice", Shell: "/bin/zsh", Groups: []uint32{1501, 27}}

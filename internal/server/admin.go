@@ -37,39 +37,14 @@ func (s *Server) handleNodeUpdate(w http.ResponseWriter, r *http.Request, c *cal
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	state := strings.ToLower(strings.TrimSpace(req.State))
-	switch state {
-	case "drain", "down", "resume":
-	case "undrain", "idle", "up":
-		state = "resume"
-	default:
-		return badRequest("state: must be drain, resume or down, not %q", req.State)
-	}
-	if (state == "drain" || state == "down") && strings.TrimSpace(req.Reason) == "" {
-		return badRequest("reason: required when draining or downing nodes")
-	}
-	if len(req.Reason) > 1024 {
-		return badRequest("reason: longer than 1024 characters")
-	}
-	names, err := expandNodes("nodes", req.Nodes)
+	cmd, err := nodeUpdateCommand(s.store().Snapshot(), &req, time.Now())
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		return badRequest("nodes: required")
-	}
-	snap := s.store().Snapshot()
-	for _, n := range names {
-		if snap.Node(n) == nil {
-			return errorf(http.StatusNotFound, "nodes: unknown node %s", n)
-		}
-	}
-	if _, err := s.node.Apply(r.Context(), &raftstore.Command{
-		Type: raftstore.CmdUpdateNodes, Time: time.Now().UnixNano(),
-		NodeNames: names, NodeState: state, Reason: req.Reason,
-	}); err != nil {
+	if _, err := s.node.Apply(r.Context(), cmd); err != nil {
 		return err
 	}
+	names, state := cmd.NodeNames, cmd.NodeState
 	if state == "resume" {
 		// A resumed node gets a fresh grace period from the failure detector.
 		s.markSeen(names...)
@@ -79,6 +54,42 @@ func (s *Server) handleNodeUpdate(w http.ResponseWriter, r *http.Request, c *cal
 	return nil
 }
 
+// nodeUpdateCommand is handleNodeUpdate's validation: the command that
+// sets the nodes the request names to its state (drain, down or resume),
+// proposed at now.
+func nodeUpdateCommand(snap *raftstore.Snapshot, req *api.NodeUpdateRequest, now time.Time) (*raftstore.Command, error) {
+	state := strings.ToLower(strings.TrimSpace(req.State))
+	switch state {
+	case "drain", "down", "resume":
+	case "undrain", "idle", "up":
+		state = "resume"
+	default:
+		return nil, badRequest("state: must be drain, resume or down, not %q", req.State)
+	}
+	if (state == "drain" || state == "down") && strings.TrimSpace(req.Reason) == "" {
+		return nil, badRequest("reason: required when draining or downing nodes")
+	}
+	if len(req.Reason) > 1024 {
+		return nil, badRequest("reason: longer than 1024 characters")
+	}
+	names, err := expandNodes("nodes", req.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, badRequest("nodes: required")
+	}
+	for _, n := range names {
+		if snap.Node(n) == nil {
+			return nil, errorf(http.StatusNotFound, "nodes: unknown node %s", n)
+		}
+	}
+	return &raftstore.Command{
+		Type: raftstore.CmdUpdateNodes, Time: now.UnixNano(),
+		NodeNames: names, NodeState: state, Reason: req.Reason,
+	}, nil
+}
+
 var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
 
 func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -86,24 +97,15 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if !userNameRE.MatchString(req.Name) {
-		return badRequest("name: invalid user name %q (want [a-z_][a-z0-9_.-]*, at most 32)", req.Name)
-	}
-	if req.Account == "" {
-		req.Account = req.Name
-	}
-	if !partitionNameRE.MatchString(req.Account) {
-		return badRequest("account: invalid account name %q", req.Account)
+	if err := normalizeUserAdd(&req); err != nil {
+		return err
 	}
 	// Two concurrent adds of one name must not both pass the check: the
 	// second would silently replace the first's token.
 	s.userMu.Lock()
 	defer s.userMu.Unlock()
 	snap := s.store().Snapshot()
-	if snap.User(req.Name) != nil {
-		return errorf(http.StatusConflict, "name: user %s already exists", req.Name)
-	}
-	uid, gid, err := resolveIDs(req)
+	uid, gid, err := newUserIDs(snap, &req)
 	if err != nil {
 		return err
 	}
@@ -135,6 +137,31 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 	out.TokenHash = ""
 	writeJSON(w, http.StatusOK, api.UserAddResponse{User: out, Token: token})
 	return nil
+}
+
+// normalizeUserAdd is handleAddUser's check of the names in a request; it
+// fills in the account (default: the user's name).
+func normalizeUserAdd(req *api.UserAddRequest) error {
+	if !userNameRE.MatchString(req.Name) {
+		return badRequest("name: invalid user name %q (want [a-z_][a-z0-9_.-]*, at most 32)", req.Name)
+	}
+	if req.Account == "" {
+		req.Account = req.Name
+	}
+	if !partitionNameRE.MatchString(req.Account) {
+		return badRequest("account: invalid account name %q", req.Account)
+	}
+	return nil
+}
+
+// newUserIDs is handleAddUser's check of a (normalized) request against
+// the state, under userMu: the user must be new. It returns the new user's
+// uid and gid (resolveIDs).
+func newUserIDs(snap *raftstore.Snapshot, req *api.UserAddRequest) (uid, gid uint32, err error) {
+	if snap.User(req.Name) != nil {
+		return 0, 0, errorf(http.StatusConflict, "name: user %s already exists", req.Name)
+	}
+	return resolveIDs(*req)
 }
 
 // resolveIDs takes uid and gid from the request, else from the user of
@@ -234,13 +261,8 @@ func (s *Server) handleSetController(w http.ResponseWriter, r *http.Request, c *
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.ID != c.controller {
-		return errorf(http.StatusForbidden, "id: a controller may publish only its own record")
-	}
-	for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return badRequest("%s: not host:port: %q", a.field, a.v)
-		}
+	if err := checkControllerRecord(c.controller, &req); err != nil {
+		return err
 	}
 	member := false
 	for _, m := range s.node.Stats().Servers {
@@ -258,6 +280,20 @@ func (s *Server) handleSetController(w http.ResponseWriter, r *http.Request, c *
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// checkControllerRecord is handleSetController's validation of a record
+// published by the controller self (its certificate's name).
+func checkControllerRecord(self string, req *controllerRecord) error {
+	if req.ID != self {
+		return errorf(http.StatusForbidden, "id: a controller may publish only its own record")
+	}
+	for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return badRequest("%s: not host:port: %q", a.field, a.v)
+		}
+	}
 	return nil
 }
 

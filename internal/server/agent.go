@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,16 +23,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, c *calle
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Name != c.node {
-		return errorf(http.StatusForbidden, "name: node %s may register only itself (certificate is for %s)", req.Name, c.node)
-	}
-	switch {
-	case req.CPUs < 1:
-		return badRequest("cpus: must be >= 1")
-	case req.MemoryMB < 0:
-		return badRequest("memory_mb: must be >= 0")
-	case req.GPUs < 0:
-		return badRequest("gpus: must be >= 0")
+	if err := checkRegister(c.node, &req); err != nil {
+		return err
 	}
 	res, err := s.node.Apply(r.Context(), &raftstore.Command{Type: raftstore.CmdRegisterNode, Time: time.Now().UnixNano(), Register: &req})
 	if err != nil {
@@ -47,13 +40,30 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, c *calle
 	return nil
 }
 
+// checkRegister is handleRegister's validation of a registration by the
+// agent of node (its certificate's name).
+func checkRegister(node string, req *api.AgentRegisterRequest) error {
+	if req.Name != node {
+		return errorf(http.StatusForbidden, "name: node %s may register only itself (certificate is for %s)", req.Name, node)
+	}
+	switch {
+	case req.CPUs < 1:
+		return badRequest("cpus: must be >= 1")
+	case req.MemoryMB < 0:
+		return badRequest("memory_mb: must be >= 0")
+	case req.GPUs < 0:
+		return badRequest("gpus: must be >= 0")
+	}
+	return nil
+}
+
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req api.AgentHeartbeat
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Name != "" && req.Name != c.node {
-		return errorf(http.StatusForbidden, "name: node %s may report only for itself", c.node)
+	if err := checkHeartbeat(c.node, &req); err != nil {
+		return err
 	}
 	n := s.store().Snapshot().Node(c.node)
 	if n == nil || n.State == api.NodeUnknown {
@@ -76,28 +86,22 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, c *call
 	return nil
 }
 
+// checkHeartbeat is handleHeartbeat's check on the body of a heartbeat
+// from the agent of node.
+func checkHeartbeat(node string, req *api.AgentHeartbeat) error {
+	if req.Name != "" && req.Name != node {
+		return errorf(http.StatusForbidden, "name: node %s may report only for itself", node)
+	}
+	return nil
+}
+
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var rep api.JobReport
 	if err := decodeJSON(w, r, &rep); err != nil {
 		return err
 	}
-	if rep.Node == "" {
-		rep.Node = c.node
-	}
-	if rep.Node != c.node {
-		return errorf(http.StatusForbidden, "node: node %s may report only for itself", c.node)
-	}
-	switch rep.State {
-	case api.JobRunning, api.JobCompleted, api.JobFailed, api.JobCancelled, api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail:
-	default:
-		return badRequest("state: %q is not RUNNING or a final job state", rep.State)
-	}
-	j := s.store().Snapshot().Job(rep.JobID)
-	if j == nil {
-		return errorf(http.StatusNotFound, "job %d not found", rep.JobID)
-	}
-	if !slices.Contains(j.Nodes, c.node) {
-		return errorf(http.StatusConflict, "job %d is not placed on node %s", rep.JobID, c.node)
+	if err := checkReport(s.store().Snapshot(), c.node, &rep); err != nil {
+		return err
 	}
 	s.markSeen(c.node)
 	// Reports about an old attempt or an ended job change nothing and
@@ -109,6 +113,30 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, c *caller)
 	return nil
 }
 
+// checkReport is handleReport's validation of a job report from the agent
+// of node; it fills in rep.Node if the report leaves it out.
+func checkReport(snap *raftstore.Snapshot, node string, rep *api.JobReport) error {
+	if rep.Node == "" {
+		rep.Node = node
+	}
+	if rep.Node != node {
+		return errorf(http.StatusForbidden, "node: node %s may report only for itself", node)
+	}
+	switch rep.State {
+	case api.JobRunning, api.JobCompleted, api.JobFailed, api.JobCancelled, api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail:
+	default:
+		return badRequest("state: %q is not RUNNING or a final job state", rep.State)
+	}
+	j := snap.Job(rep.JobID)
+	if j == nil {
+		return errorf(http.StatusNotFound, "job %d not found", rep.JobID)
+	}
+	if !slices.Contains(j.Nodes, node) {
+		return errorf(http.StatusConflict, "job %d is not placed on node %s", rep.JobID, node)
+	}
+	return nil
+}
+
 // maxWait bounds a work long-poll.
 const maxWait = 5 * time.Minute
 
@@ -117,21 +145,9 @@ const maxWait = 5 * time.Minute
 // after wait with the current list. It reads the local replica: a stale
 // answer only delays the agent's next poll.
 func (s *Server) handleWork(w http.ResponseWriter, r *http.Request, c *caller) error {
-	q := r.URL.Query()
-	var after uint64
-	if v := q.Get("index"); v != "" {
-		var err error
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return badRequest("index: not a number: %q", v)
-		}
-	}
-	wait := 30 * time.Second
-	if v := q.Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return badRequest("wait: invalid duration %q", v)
-		}
-		wait = min(d, maxWait)
+	after, wait, err := parseWorkQuery(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
@@ -164,6 +180,25 @@ func (s *Server) handleWork(w http.ResponseWriter, r *http.Request, c *caller) e
 	s.work.put(c.node, resp.Index, fingerprint(jobs))
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// parseWorkQuery parses the query parameters of a work long-poll: the
+// index the agent last saw (0: none) and how long to wait for a change.
+func parseWorkQuery(q url.Values) (after uint64, wait time.Duration, err error) {
+	if v := q.Get("index"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, badRequest("index: not a number: %q", v)
+		}
+	}
+	wait = 30 * time.Second
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return 0, 0, badRequest("wait: invalid duration %q", v)
+		}
+		wait = min(d, maxWait)
+	}
+	return after, wait, nil
 }
 
 // fingerprint identifies a node's job list: ids and modify indexes.

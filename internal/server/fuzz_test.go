@@ -7,14 +7,17 @@ package server
 // with raftstore.Store.ApplyCommand (no Raft).
 //
 // The handlers read state through s.node (a live Raft member), so they
-// cannot be called without Raft. Where a handler's checks are package
-// functions (decodeJSON, normalizeSpec, scheduler.ValidateSpec, selectOwned,
-// parseJobRefs, parseStates, expandNodes, resolveIDs, writeError) the
-// fuzzers call them; the few lines of inline checks in handleCancel,
-// handleJobAction, handleReport, handleRegister, handleHeartbeat,
-// handleJoin, handleNodeUpdate, handleAddUser, handleSetController,
-// handleListJobs and handleWork are mirrored below in check* functions,
-// which must be kept in step with the handlers.
+// cannot be called without Raft. Their checks are package functions that
+// take a state snapshot and the request, and return the command the
+// handler proposes (or the ids it acts on) or the error it answers:
+// validateSubmit and retriedSubmit, cancelTargets, jobActionCommand,
+// checkReport, checkRegister, checkHeartbeat, checkJoin and signJoin,
+// nodeUpdateCommand, normalizeUserAdd and newUserIDs,
+// checkControllerRecord, parseListQuery, parseWorkQuery (and under them
+// decodeJSON, normalizeSpec, scheduler.ValidateSpec, selectOwned,
+// parseJobRefs, parseStates, expandNodes, resolveIDs, writeError). The
+// fuzzers call these, the code the handlers run; only the Argon2id match
+// of a join token is left out.
 //
 // Properties checked, beyond "no panic":
 //   - decode errors are *httpError 400/413, one line, and name the field
@@ -49,7 +52,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -407,17 +409,6 @@ func fzCheckRejected(t *testing.T, err error, fieldRE *regexp.Regexp) {
 
 var submitErrRE = regexp.MustCompile(`^(job\.[a-z_]+|--[a-z-]+): `)
 
-// checkSubmit is handleSubmit's validation.
-func checkSubmit(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) error {
-	if err := normalizeSpec(snap, u, spec); err != nil {
-		return err
-	}
-	if err := scheduler.ValidateSpec(snap, spec); err != nil {
-		return badRequest("%s", oneLine(err).Error())
-	}
-	return nil
-}
-
 const fzScript = `#!/bin/bash\n#SBATCH -J demo\nsrun hostname\n`
 
 var submitSeeds = []string{
@@ -501,7 +492,7 @@ func FuzzDecodeSubmit(f *testing.F) {
 		}
 		snap := base.Snapshot()
 		spec := req.Spec
-		if err := checkSubmit(snap, u, &spec); err != nil {
+		if err := validateSubmit(snap, u, &spec); err != nil {
 			fzCheckRejected(t, err, submitErrRE)
 			return
 		}
@@ -513,16 +504,14 @@ func FuzzDecodeSubmit(f *testing.F) {
 			}
 			return
 		}
-		if spec.SubmitID != "" {
-			if j := snap.JobBySubmitID(spec.SubmitID); j != nil {
-				if j.User != u.Name {
-					return // 409, as handleSubmit answers
-				}
-				if resp := submitResponse(snap, j); resp.JobID == 0 {
-					t.Fatalf("retried submission answered %+v", resp)
-				}
-				return
+		if resp, err := retriedSubmit(snap, u, &spec); err != nil {
+			fzCheckRejected(t, err, submitErrRE)
+			return
+		} else if resp != nil {
+			if resp.JobID == 0 {
+				t.Fatalf("retried submission answered %+v", *resp)
 			}
+			return
 		}
 		st, res := fzApplyAccepted(t, &raftstore.Command{Type: raftstore.CmdSubmitJob,
 			Submit: &raftstore.SubmitJob{Spec: spec, User: u.Name, UID: u.UID, GID: u.GID}})
@@ -623,50 +612,6 @@ func fzCheckAcceptedSpec(t *testing.T, snap *raftstore.Snapshot, u *api.User, sp
 
 var cancelErrRE = regexp.MustCompile(`^((signal|job_ids|user|state): |job \S+: )`)
 
-// checkCancel mirrors handleCancel up to its Apply: the ids it would
-// cancel.
-func checkCancel(snap *raftstore.Snapshot, c *caller, req *api.CancelRequest, now time.Time) ([]uint64, error) {
-	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(req.Signal), "SIG")) {
-	case "", "KILL", "9", "TERM", "15":
-	default:
-		return nil, badRequest("signal: only KILL and TERM (cancel) are supported, not %q", req.Signal)
-	}
-	if len(req.JobIDs) == 0 && req.User == "" && req.State == "" && req.Name == "" {
-		return nil, badRequest("job_ids: give job ids or a filter (user, state, name)")
-	}
-	f := &jobFilter{self: c.user, now: now, allEnded: true}
-	if req.User != "" {
-		f.users = splitList([]string{req.User})
-		if !c.admin() && slices.ContainsFunc(f.users, func(u string) bool { return u != c.user.Name }) {
-			return nil, errorf(http.StatusForbidden, "user: permission denied: you may cancel only your own jobs")
-		}
-	}
-	if req.Name != "" {
-		f.names = splitList([]string{req.Name})
-	}
-	var err error
-	if f.states, err = parseStates(splitList([]string{req.State})); err != nil {
-		return nil, badRequest("state: %s", err)
-	}
-	var cands []*api.Job
-	if len(req.JobIDs) > 0 {
-		if cands, err = selectOwned(snap, c, req.JobIDs); err != nil {
-			return nil, err
-		}
-	} else if !c.admin() {
-		cands = snap.JobsByUser(c.user.Name)
-	} else {
-		cands = append(snap.PendingJobs(), snap.RunningJobs()...)
-	}
-	var ids []uint64
-	for _, j := range cands {
-		if !j.State.Terminal() && f.match(j) && !slices.Contains(ids, j.ID) {
-			ids = append(ids, j.ID)
-		}
-	}
-	return ids, nil
-}
-
 var cancelSeeds = []string{
 	`{"job_ids":["1"]}`,
 	`{"job_ids":["3_[0-1]","6"],"signal":"SIGTERM"}`,
@@ -707,7 +652,7 @@ func FuzzDecodeCancel(f *testing.F) {
 			return
 		}
 		snap := base.Snapshot()
-		ids, err := checkCancel(snap, c, &req, fzEpoch)
+		ids, err := cancelTargets(snap, c, &req, fzEpoch)
 		if err != nil {
 			fzCheckRejected(t, err, cancelErrRE)
 			return
@@ -738,47 +683,6 @@ func FuzzDecodeCancel(f *testing.F) {
 // POST /v1/jobs/action
 
 var actionErrRE = regexp.MustCompile(`^((job_ids|action): |job \S+: )`)
-
-// checkJobAction mirrors handleJobAction up to its Apply: the command it
-// would propose.
-func checkJobAction(snap *raftstore.Snapshot, c *caller, req *api.JobActionRequest, now time.Time) (*raftstore.Command, error) {
-	if len(req.JobIDs) == 0 {
-		return nil, badRequest("job_ids: required")
-	}
-	jobs, err := selectOwned(snap, c, req.JobIDs)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]uint64, 0, len(jobs))
-	for _, j := range jobs {
-		ids = append(ids, j.ID)
-	}
-	by := "user"
-	if c.admin() {
-		by = "admin"
-	}
-	cmd := &raftstore.Command{Time: now.UnixNano(), JobIDs: ids}
-	switch strings.ToLower(req.Action) {
-	case "hold":
-		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, by
-	case "uhold":
-		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, "user"
-	case "release":
-		if !c.admin() {
-			for _, j := range jobs {
-				if j.HeldBy == "admin" {
-					return nil, errorf(http.StatusForbidden, "job %s: held by an administrator; only an administrator may release it", j.DisplayID())
-				}
-			}
-		}
-		cmd.Type, cmd.HeldBy = raftstore.CmdReleaseJobs, by
-	case "requeue":
-		cmd.Type = raftstore.CmdRequeueJobs
-	default:
-		return nil, badRequest("action: must be hold, uhold, release or requeue, not %q", req.Action)
-	}
-	return cmd, nil
-}
 
 var actionSeeds = []string{
 	`{"action":"hold","job_ids":["3_[0-2]"]}`,
@@ -815,7 +719,7 @@ func FuzzDecodeJobAction(f *testing.F) {
 			return
 		}
 		snap := base.Snapshot()
-		cmd, err := checkJobAction(snap, c, &req, fzEpoch)
+		cmd, err := jobActionCommand(snap, c, &req, fzEpoch)
 		if err != nil {
 			fzCheckRejected(t, err, actionErrRE)
 			return
@@ -836,29 +740,6 @@ func FuzzDecodeJobAction(f *testing.F) {
 // POST /v1/agent/report, /v1/agent/register, /v1/agent/heartbeat
 
 var reportErrRE = regexp.MustCompile(`^((node|state): |job \d+ )`)
-
-// checkReport mirrors handleReport up to its Apply (rep.Node is filled in).
-func checkReport(snap *raftstore.Snapshot, node string, rep *api.JobReport) error {
-	if rep.Node == "" {
-		rep.Node = node
-	}
-	if rep.Node != node {
-		return errorf(http.StatusForbidden, "node: node %s may report only for itself", node)
-	}
-	switch rep.State {
-	case api.JobRunning, api.JobCompleted, api.JobFailed, api.JobCancelled, api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail:
-	default:
-		return badRequest("state: %q is not RUNNING or a final job state", rep.State)
-	}
-	j := snap.Job(rep.JobID)
-	if j == nil {
-		return errorf(http.StatusNotFound, "job %d not found", rep.JobID)
-	}
-	if !slices.Contains(j.Nodes, node) {
-		return errorf(http.StatusConflict, "job %d is not placed on node %s", rep.JobID, node)
-	}
-	return nil
-}
 
 var reportSeeds = []string{
 	`{"job_id":1,"node":"node1","state":"RUNNING","exit_code":0,"exit_signal":0,"usage":{"cpu_time_ns":1200000000,"max_memory_bytes":1048576,"sampled_at_unix":1767323045},"attempt":0}`,
@@ -905,22 +786,6 @@ func FuzzDecodeAgentReport(f *testing.F) {
 }
 
 var registerErrRE = regexp.MustCompile(`^(name|cpus|memory_mb|gpus): `)
-
-// checkRegister mirrors handleRegister up to its Apply.
-func checkRegister(node string, req *api.AgentRegisterRequest) error {
-	if req.Name != node {
-		return errorf(http.StatusForbidden, "name: node %s may register only itself (certificate is for %s)", req.Name, node)
-	}
-	switch {
-	case req.CPUs < 1:
-		return badRequest("cpus: must be >= 1")
-	case req.MemoryMB < 0:
-		return badRequest("memory_mb: must be >= 0")
-	case req.GPUs < 0:
-		return badRequest("gpus: must be >= 0")
-	}
-	return nil
-}
 
 var registerSeeds = []string{
 	`{"name":"node1","cpus":8,"memory_mb":16384,"gpus":2,"features":["avx2","ib"],"boot_time_unix":1767300000,"agent_version":"0.3.0","arch":"amd64","os":"linux"}`,
@@ -983,9 +848,12 @@ func FuzzDecodeAgentHeartbeat(f *testing.F) {
 		if !ok {
 			return
 		}
-		// handleHeartbeat's only check on the body.
-		if req.Name != "" && req.Name != fzNode {
-			fzCheckRejected(t, errorf(http.StatusForbidden, "name: node %s may report only for itself", fzNode), nameRE)
+		err := checkHeartbeat(fzNode, &req)
+		switch {
+		case err != nil:
+			fzCheckRejected(t, err, nameRE)
+		case req.Name != "" && req.Name != fzNode:
+			t.Fatalf("heartbeat of node %q accepted from %s", req.Name, fzNode)
 		}
 	})
 }
@@ -1000,48 +868,6 @@ var joinErrRE = regexp.MustCompile(`^(token|name|raft_addr|api_addr|csr): `)
 const fzCAHash = "@CAHASH@"
 
 var fzCA = sync.OnceValues(func() (*pki.CA, error) { return pki.NewCA("fuzz") })
-
-// checkJoin mirrors handleJoin for a token that matched role (the Argon2id
-// match itself is left out: 64 MiB per check). It returns the signed
-// certificate (PEM).
-func checkJoin(ca *pki.CA, req *api.JoinRequest, role string) ([]byte, error) {
-	tok, err := pki.ParseJoinToken(req.Token)
-	if err != nil {
-		return nil, errorf(http.StatusForbidden, "token: invalid join token")
-	}
-	if tok.CAHash != sha256.Sum256(ca.Cert.Raw) {
-		return nil, errorf(http.StatusForbidden, "token: join token is for another cluster")
-	}
-	if err := pki.ValidName(req.Name); err != nil {
-		return nil, badRequest("name: %s", err)
-	}
-	switch role {
-	case pki.OUAgent:
-		if req.RaftAddr != "" {
-			return nil, badRequest("raft_addr: an agent join token cannot admit a controller")
-		}
-		cert, err := ca.SignCSR(req.CSR, pki.OUAgent, req.Name, nil)
-		if err != nil {
-			return nil, badRequest("%s", err)
-		}
-		return cert, nil
-	case pki.OUController:
-		var hosts []string
-		for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
-			h, _, err := net.SplitHostPort(a.v)
-			if err != nil || h == "" {
-				return nil, badRequest("%s: controllers must give a host:port, not %q", a.field, a.v)
-			}
-			hosts = append(hosts, h)
-		}
-		cert, err := ca.SignCSR(req.CSR, pki.OUController, req.Name, hosts)
-		if err != nil {
-			return nil, badRequest("%s", err)
-		}
-		return cert, nil
-	}
-	panic("unknown role " + role)
-}
 
 func fzJoinBody(token, name string, csr []byte, raftAddr, apiAddr string) []byte {
 	b, err := json.Marshal(api.JoinRequest{Token: token, Name: name, CSR: csr, RaftAddr: raftAddr, APIAddr: apiAddr})
@@ -1100,7 +926,13 @@ func FuzzDecodeJoin(f *testing.F) {
 		if controller {
 			role = pki.OUController
 		}
-		certPEM, err := checkJoin(ca, &req, role)
+		_, err := checkJoin(ca, &req)
+		var certPEM []byte
+		if err == nil {
+			// The token's Argon2id match (64 MiB per check) is left out:
+			// the token stands for one of role.
+			certPEM, err = signJoin(ca, &req, role)
+		}
 		if err != nil {
 			fzCheckRejected(t, err, joinErrRE)
 			return
@@ -1126,37 +958,6 @@ func FuzzDecodeJoin(f *testing.F) {
 // controller routes: the callers are trusted more, the bodies no more)
 
 var nodeUpdateErrRE = regexp.MustCompile(`^(state|reason|nodes): `)
-
-// checkNodeUpdate mirrors handleNodeUpdate up to its Apply.
-func checkNodeUpdate(snap *raftstore.Snapshot, req *api.NodeUpdateRequest) (*raftstore.Command, error) {
-	state := strings.ToLower(strings.TrimSpace(req.State))
-	switch state {
-	case "drain", "down", "resume":
-	case "undrain", "idle", "up":
-		state = "resume"
-	default:
-		return nil, badRequest("state: must be drain, resume or down, not %q", req.State)
-	}
-	if (state == "drain" || state == "down") && strings.TrimSpace(req.Reason) == "" {
-		return nil, badRequest("reason: required when draining or downing nodes")
-	}
-	if len(req.Reason) > 1024 {
-		return nil, badRequest("reason: longer than 1024 characters")
-	}
-	names, err := expandNodes("nodes", req.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	if len(names) == 0 {
-		return nil, badRequest("nodes: required")
-	}
-	for _, n := range names {
-		if snap.Node(n) == nil {
-			return nil, errorf(http.StatusNotFound, "nodes: unknown node %s", n)
-		}
-	}
-	return &raftstore.Command{Type: raftstore.CmdUpdateNodes, NodeNames: names, NodeState: state, Reason: req.Reason}, nil
-}
 
 var nodeUpdateSeeds = []string{
 	`{"nodes":["node1"],"state":"drain","reason":"disk replacement"}`,
@@ -1187,7 +988,7 @@ func FuzzDecodeNodeUpdate(f *testing.F) {
 		if !ok {
 			return
 		}
-		cmd, err := checkNodeUpdate(base.Snapshot(), &req)
+		cmd, err := nodeUpdateCommand(base.Snapshot(), &req, fzEpoch)
 		if err != nil {
 			fzCheckRejected(t, err, nodeUpdateErrRE)
 			return
@@ -1202,23 +1003,6 @@ func FuzzDecodeNodeUpdate(f *testing.F) {
 }
 
 var userAddErrRE = regexp.MustCompile(`^(name|account|uid|gid): `)
-
-// checkUserAdd mirrors handleAddUser up to its token and Applies.
-func checkUserAdd(snap *raftstore.Snapshot, req *api.UserAddRequest) (uid, gid uint32, err error) {
-	if !userNameRE.MatchString(req.Name) {
-		return 0, 0, badRequest("name: invalid user name %q (want [a-z_][a-z0-9_.-]*, at most 32)", req.Name)
-	}
-	if req.Account == "" {
-		req.Account = req.Name
-	}
-	if !partitionNameRE.MatchString(req.Account) {
-		return 0, 0, badRequest("account: invalid account name %q", req.Account)
-	}
-	if snap.User(req.Name) != nil {
-		return 0, 0, errorf(http.StatusConflict, "name: user %s already exists", req.Name)
-	}
-	return resolveIDs(*req)
-}
 
 var userAddSeeds = []string{
 	`{"name":"carol","account":"physics","uid":1002,"gid":1002}`,
@@ -1247,7 +1031,11 @@ func FuzzDecodeUserAdd(f *testing.F) {
 			return
 		}
 		snap := base.Snapshot()
-		uid, gid, err := checkUserAdd(snap, &req)
+		err := normalizeUserAdd(&req)
+		var uid, gid uint32
+		if err == nil {
+			uid, gid, err = newUserIDs(snap, &req)
+		}
 		if err != nil {
 			fzCheckRejected(t, err, userAddErrRE)
 			return
@@ -1272,19 +1060,6 @@ func FuzzDecodeUserAdd(f *testing.F) {
 }
 
 var controllerErrRE = regexp.MustCompile(`^(id|raft_addr|api_addr): `)
-
-// checkSetController mirrors handleSetController's checks.
-func checkSetController(self string, req *controllerRecord) error {
-	if req.ID != self {
-		return errorf(http.StatusForbidden, "id: a controller may publish only its own record")
-	}
-	for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return badRequest("%s: not host:port: %q", a.field, a.v)
-		}
-	}
-	return nil
-}
 
 var controllerSeeds = []string{
 	`{"id":"c1","raft_addr":"10.0.0.1:7702","api_addr":"10.0.0.1:7701"}`,
@@ -1326,7 +1101,7 @@ func FuzzDecodeSetController(f *testing.F) {
 		if !ok {
 			return
 		}
-		if err := checkSetController(fzController, &req); err != nil {
+		if err := checkControllerRecord(fzController, &req); err != nil {
 			fzCheckRejected(t, err, controllerErrRE)
 		}
 		// Whatever a member's id and addresses, postLeader must publish
@@ -1482,53 +1257,6 @@ func FuzzDependency(f *testing.F) {
 
 var queryErrRE = regexp.MustCompile(`^(state|since|until|all|id|index|wait): `)
 
-// checkListQuery mirrors handleListJobs' parameter parsing.
-func checkListQuery(q url.Values, now time.Time) (*jobFilter, []jobRef, error) {
-	f := &jobFilter{self: fzAlice, now: now, users: splitList(q["user"]),
-		partitions: splitList(q["partition"]), names: splitList(q["name"])}
-	var err error
-	if f.states, err = parseStates(splitList(q["state"])); err != nil {
-		return nil, nil, badRequest("state: %s", err)
-	}
-	if f.since, err = parseTimeParam("since", q.Get("since")); err != nil {
-		return nil, nil, err
-	}
-	if f.until, err = parseTimeParam("until", q.Get("until")); err != nil {
-		return nil, nil, err
-	}
-	if v := q.Get("all"); v != "" {
-		if f.allEnded, err = strconv.ParseBool(v); err != nil {
-			return nil, nil, badRequest("all: want true or false, not %q", v)
-		}
-	}
-	if !f.since.IsZero() || !f.until.IsZero() {
-		f.allEnded = true
-	}
-	refs, err := parseJobRefs(q["id"])
-	if err != nil {
-		return nil, nil, badRequest("id: %s", err)
-	}
-	return f, refs, nil
-}
-
-// checkWorkQuery mirrors handleWork's parameter parsing.
-func checkWorkQuery(q url.Values) (after uint64, wait time.Duration, err error) {
-	if v := q.Get("index"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, 0, badRequest("index: not a number: %q", v)
-		}
-	}
-	wait = 30 * time.Second
-	if v := q.Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return 0, 0, badRequest("wait: invalid duration %q", v)
-		}
-		wait = min(d, maxWait)
-	}
-	return after, wait, nil
-}
-
 func FuzzQueryParams(f *testing.F) {
 	for _, s := range []string{
 		"", "state=PD,R&user=alice&partition=batch&name=arr", "state=all&all=true", "state=CANCELED,CA,cd",
@@ -1541,7 +1269,7 @@ func FuzzQueryParams(f *testing.F) {
 	snap := newFuzzStore(f).Snapshot()
 	f.Fuzz(func(t *testing.T, raw string) {
 		q := (&url.URL{RawQuery: raw}).Query() // as r.URL.Query(): errors dropped
-		if fl, refs, err := checkListQuery(q, fzEpoch); err != nil {
+		if fl, refs, err := parseListQuery(q, fzAlice, fzEpoch); err != nil {
 			fzCheckRejected(t, err, queryErrRE)
 		} else {
 			for _, ref := range refs {
@@ -1551,7 +1279,7 @@ func FuzzQueryParams(f *testing.F) {
 				fl.match(j)
 			}
 		}
-		if _, wait, err := checkWorkQuery(q); err != nil {
+		if _, wait, err := parseWorkQuery(q); err != nil {
 			fzCheckRejected(t, err, queryErrRE)
 		} else if wait < 0 || wait > maxWait {
 			t.Fatalf("%q: wait %v", raw, wait)
@@ -1588,7 +1316,7 @@ func TestNormalizeSpecOverflow(t *testing.T) {
 	} {
 		spec := tc.spec
 		spec.Script, spec.WorkDir = "#!/bin/sh\n", "/tmp"
-		if err := checkSubmit(snap, fzAlice, &spec); err == nil || err.Error() != tc.want {
+		if err := validateSubmit(snap, fzAlice, &spec); err == nil || err.Error() != tc.want {
 			t.Errorf("%+v: %v, want %s", tc.spec, err, tc.want)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,11 +37,8 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	snap := s.store().Snapshot()
 	spec := req.Spec
-	if err := normalizeSpec(snap, c.user, &spec); err != nil {
+	if err := validateSubmit(snap, c.user, &spec); err != nil {
 		return err
-	}
-	if err := scheduler.ValidateSpec(snap, &spec); err != nil {
-		return badRequest("%s", oneLine(err).Error())
 	}
 	if req.TestOnly {
 		writeJSON(w, http.StatusOK, testOnly(snap, c.user, &spec, time.Now()))
@@ -48,14 +46,11 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	// A retried submission already committed needs no new log entry; the
 	// state machine deduplicates too (for retries racing the first try).
-	if spec.SubmitID != "" {
-		if j := snap.JobBySubmitID(spec.SubmitID); j != nil {
-			if j.User != c.user.Name {
-				return errorf(http.StatusConflict, "job.submit_id: already used by another submission")
-			}
-			writeJSON(w, http.StatusOK, submitResponse(snap, j))
-			return nil
-		}
+	if resp, err := retriedSubmit(snap, c.user, &spec); err != nil {
+		return err
+	} else if resp != nil {
+		writeJSON(w, http.StatusOK, *resp)
+		return nil
 	}
 	res, err := s.node.Apply(r.Context(), &raftstore.Command{
 		Type:   raftstore.CmdSubmitJob,
@@ -74,6 +69,36 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	writeJSON(w, http.StatusOK, api.SubmitResponse{JobID: sr.JobID, TaskIDs: sr.TaskIDs})
 	return nil
+}
+
+// validateSubmit is handleSubmit's validation: it normalizes spec (fills
+// defaults, see normalizeSpec) and runs the scheduler's checks on it.
+func validateSubmit(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) error {
+	if err := normalizeSpec(snap, u, spec); err != nil {
+		return err
+	}
+	if err := scheduler.ValidateSpec(snap, spec); err != nil {
+		return badRequest("%s", oneLine(err).Error())
+	}
+	return nil
+}
+
+// retriedSubmit answers a submission by u whose submit id is already
+// committed with the first submission's ids; it returns nil for a new
+// submission.
+func retriedSubmit(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) (*api.SubmitResponse, error) {
+	if spec.SubmitID == "" {
+		return nil, nil
+	}
+	j := snap.JobBySubmitID(spec.SubmitID)
+	if j == nil {
+		return nil, nil
+	}
+	if j.User != u.Name {
+		return nil, errorf(http.StatusConflict, "job.submit_id: already used by another submission")
+	}
+	resp := submitResponse(snap, j)
+	return &resp, nil
 }
 
 func submitResponse(snap *raftstore.Snapshot, j *api.Job) api.SubmitResponse {
@@ -373,23 +398,24 @@ func parseTimeParam(name, v string) (time.Time, error) {
 	return time.Time{}, badRequest("%s: invalid time %q (want RFC 3339, YYYY-MM-DD[THH:MM[:SS]] or Unix seconds)", name, v)
 }
 
-func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, c *caller) error {
-	q := r.URL.Query()
-	f := &jobFilter{self: c.user, now: time.Now(), users: splitList(q["user"]),
+// parseListQuery parses the query parameters of GET /v1/jobs for a
+// listing by self at now: the filter and the job ids asked for.
+func parseListQuery(q url.Values, self *api.User, now time.Time) (*jobFilter, []jobRef, error) {
+	f := &jobFilter{self: self, now: now, users: splitList(q["user"]),
 		partitions: splitList(q["partition"]), names: splitList(q["name"])}
 	var err error
 	if f.states, err = parseStates(splitList(q["state"])); err != nil {
-		return badRequest("state: %s", err)
+		return nil, nil, badRequest("state: %s", err)
 	}
 	if f.since, err = parseTimeParam("since", q.Get("since")); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if f.until, err = parseTimeParam("until", q.Get("until")); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if v := q.Get("all"); v != "" {
 		if f.allEnded, err = strconv.ParseBool(v); err != nil {
-			return badRequest("all: want true or false, not %q", v)
+			return nil, nil, badRequest("all: want true or false, not %q", v)
 		}
 	}
 	if !f.since.IsZero() || !f.until.IsZero() {
@@ -397,7 +423,16 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, c *calle
 	}
 	refs, err := parseJobRefs(q["id"])
 	if err != nil {
-		return badRequest("id: %s", err)
+		return nil, nil, badRequest("id: %s", err)
+	}
+	return f, refs, nil
+}
+
+func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, c *caller) error {
+	q := r.URL.Query()
+	f, refs, err := parseListQuery(q, c.user, time.Now())
+	if err != nil {
+		return err
 	}
 	snap := s.store().Snapshot()
 	var cands []*api.Job
@@ -494,44 +529,9 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(req.Signal), "SIG")) {
-	case "", "KILL", "9", "TERM", "15":
-	default:
-		return badRequest("signal: only KILL and TERM (cancel) are supported, not %q", req.Signal)
-	}
-	if len(req.JobIDs) == 0 && req.User == "" && req.State == "" && req.Name == "" {
-		return badRequest("job_ids: give job ids or a filter (user, state, name)")
-	}
-	f := &jobFilter{self: c.user, now: time.Now(), allEnded: true}
-	if req.User != "" {
-		f.users = splitList([]string{req.User})
-		if !c.admin() && slices.ContainsFunc(f.users, func(u string) bool { return u != c.user.Name }) {
-			return errorf(http.StatusForbidden, "user: permission denied: you may cancel only your own jobs")
-		}
-	}
-	if req.Name != "" {
-		f.names = splitList([]string{req.Name})
-	}
-	var err error
-	if f.states, err = parseStates(splitList([]string{req.State})); err != nil {
-		return badRequest("state: %s", err)
-	}
-	snap := s.store().Snapshot()
-	var cands []*api.Job
-	if len(req.JobIDs) > 0 {
-		if cands, err = selectOwned(snap, c, req.JobIDs); err != nil {
-			return err
-		}
-	} else if !c.admin() {
-		cands = snap.JobsByUser(c.user.Name)
-	} else {
-		cands = append(snap.PendingJobs(), snap.RunningJobs()...)
-	}
-	var ids []uint64
-	for _, j := range cands {
-		if !j.State.Terminal() && f.match(j) && !slices.Contains(ids, j.ID) {
-			ids = append(ids, j.ID)
-		}
+	ids, err := cancelTargets(s.store().Snapshot(), c, &req, time.Now())
+	if err != nil {
+		return err
 	}
 	resp := api.CancelResponse{Cancelled: []uint64{}}
 	if len(ids) > 0 {
@@ -548,46 +548,58 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, c *caller)
 	return nil
 }
 
+// cancelTargets is handleCancel's validation and selection: the ids of the
+// jobs the request cancels, as c at now (none: nothing to do).
+func cancelTargets(snap *raftstore.Snapshot, c *caller, req *api.CancelRequest, now time.Time) ([]uint64, error) {
+	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(req.Signal), "SIG")) {
+	case "", "KILL", "9", "TERM", "15":
+	default:
+		return nil, badRequest("signal: only KILL and TERM (cancel) are supported, not %q", req.Signal)
+	}
+	if len(req.JobIDs) == 0 && req.User == "" && req.State == "" && req.Name == "" {
+		return nil, badRequest("job_ids: give job ids or a filter (user, state, name)")
+	}
+	f := &jobFilter{self: c.user, now: now, allEnded: true}
+	if req.User != "" {
+		f.users = splitList([]string{req.User})
+		if !c.admin() && slices.ContainsFunc(f.users, func(u string) bool { return u != c.user.Name }) {
+			return nil, errorf(http.StatusForbidden, "user: permission denied: you may cancel only your own jobs")
+		}
+	}
+	if req.Name != "" {
+		f.names = splitList([]string{req.Name})
+	}
+	var err error
+	if f.states, err = parseStates(splitList([]string{req.State})); err != nil {
+		return nil, badRequest("state: %s", err)
+	}
+	var cands []*api.Job
+	if len(req.JobIDs) > 0 {
+		if cands, err = selectOwned(snap, c, req.JobIDs); err != nil {
+			return nil, err
+		}
+	} else if !c.admin() {
+		cands = snap.JobsByUser(c.user.Name)
+	} else {
+		cands = append(snap.PendingJobs(), snap.RunningJobs()...)
+	}
+	var ids []uint64
+	for _, j := range cands {
+		if !j.State.Terminal() && f.match(j) && !slices.Contains(ids, j.ID) {
+			ids = append(ids, j.ID)
+		}
+	}
+	return ids, nil
+}
+
 func (s *Server) handleJobAction(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req api.JobActionRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if len(req.JobIDs) == 0 {
-		return badRequest("job_ids: required")
-	}
-	snap := s.store().Snapshot()
-	jobs, err := selectOwned(snap, c, req.JobIDs)
+	cmd, err := jobActionCommand(s.store().Snapshot(), c, &req, time.Now())
 	if err != nil {
 		return err
-	}
-	ids := make([]uint64, 0, len(jobs))
-	for _, j := range jobs {
-		ids = append(ids, j.ID)
-	}
-	by := "user"
-	if c.admin() {
-		by = "admin"
-	}
-	cmd := &raftstore.Command{Time: time.Now().UnixNano(), JobIDs: ids}
-	switch strings.ToLower(req.Action) {
-	case "hold":
-		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, by
-	case "uhold":
-		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, "user"
-	case "release":
-		if !c.admin() {
-			for _, j := range jobs {
-				if j.HeldBy == "admin" {
-					return errorf(http.StatusForbidden, "job %s: held by an administrator; only an administrator may release it", j.DisplayID())
-				}
-			}
-		}
-		cmd.Type, cmd.HeldBy = raftstore.CmdReleaseJobs, by
-	case "requeue":
-		cmd.Type = raftstore.CmdRequeueJobs
-	default:
-		return badRequest("action: must be hold, uhold, release or requeue, not %q", req.Action)
 	}
 	res, err := s.node.Apply(r.Context(), cmd)
 	if err != nil {
@@ -599,4 +611,45 @@ func (s *Server) handleJobAction(w http.ResponseWriter, r *http.Request, c *call
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// jobActionCommand is handleJobAction's validation: the command that
+// applies the action to the jobs the request names, as c at now.
+func jobActionCommand(snap *raftstore.Snapshot, c *caller, req *api.JobActionRequest, now time.Time) (*raftstore.Command, error) {
+	if len(req.JobIDs) == 0 {
+		return nil, badRequest("job_ids: required")
+	}
+	jobs, err := selectOwned(snap, c, req.JobIDs)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]uint64, 0, len(jobs))
+	for _, j := range jobs {
+		ids = append(ids, j.ID)
+	}
+	by := "user"
+	if c.admin() {
+		by = "admin"
+	}
+	cmd := &raftstore.Command{Time: now.UnixNano(), JobIDs: ids}
+	switch strings.ToLower(req.Action) {
+	case "hold":
+		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, by
+	case "uhold":
+		cmd.Type, cmd.HeldBy = raftstore.CmdHoldJobs, "user"
+	case "release":
+		if !c.admin() {
+			for _, j := range jobs {
+				if j.HeldBy == "admin" {
+					return nil, errorf(http.StatusForbidden, "job %s: held by an administrator; only an administrator may release it", j.DisplayID())
+				}
+			}
+		}
+		cmd.Type, cmd.HeldBy = raftstore.CmdReleaseJobs, by
+	case "requeue":
+		cmd.Type = raftstore.CmdRequeueJobs
+	default:
+		return nil, badRequest("action: must be hold, uhold, release or requeue, not %q", req.Action)
+	}
+	return cmd, nil
 }

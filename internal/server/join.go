@@ -20,15 +20,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, _ *caller) e
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	tok, err := pki.ParseJoinToken(req.Token)
+	tok, err := checkJoin(s.ca, &req)
 	if err != nil {
-		return errorf(http.StatusForbidden, "token: invalid join token")
-	}
-	if tok.CAHash != sha256.Sum256(s.ca.Cert.Raw) {
-		return errorf(http.StatusForbidden, "token: join token is for another cluster")
-	}
-	if err := pki.ValidName(req.Name); err != nil {
-		return badRequest("name: %s", err)
+		return err
 	}
 	// Argon2id takes 64 MiB per check: a few at a time.
 	select {
@@ -43,26 +37,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, _ *caller) e
 		return errorf(http.StatusForbidden, "token: invalid join token")
 	}
 	resp := pki.JoinResponse{JoinResponse: api.JoinResponse{CACert: s.ca.CertPEM}}
-	switch role {
-	case pki.OUAgent:
-		if req.RaftAddr != "" {
-			return badRequest("raft_addr: an agent join token cannot admit a controller")
-		}
-		if resp.Certificate, err = s.ca.SignCSR(req.CSR, pki.OUAgent, req.Name, nil); err != nil {
-			return badRequest("%s", err)
-		}
-	case pki.OUController:
-		var hosts []string
-		for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
-			h, _, err := net.SplitHostPort(a.v)
-			if err != nil || h == "" {
-				return badRequest("%s: controllers must give a host:port, not %q", a.field, a.v)
-			}
-			hosts = append(hosts, h)
-		}
-		if resp.Certificate, err = s.ca.SignCSR(req.CSR, pki.OUController, req.Name, hosts); err != nil {
-			return badRequest("%s", err)
-		}
+	if resp.Certificate, err = signJoin(s.ca, &req, role); err != nil {
+		return err
+	}
+	if role == pki.OUController {
 		if resp.CAKey, err = s.ca.KeyPEM(); err != nil {
 			return err
 		}
@@ -74,6 +52,56 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, _ *caller) e
 	s.log.Info("member joined", "role", role, "name", req.Name, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// checkJoin is handleJoin's validation of a request before its token is
+// matched (Argon2id): the token must be for ca's cluster and the name
+// valid. It returns the parsed token.
+func checkJoin(ca *pki.CA, req *api.JoinRequest) (pki.JoinToken, error) {
+	tok, err := pki.ParseJoinToken(req.Token)
+	if err != nil {
+		return pki.JoinToken{}, errorf(http.StatusForbidden, "token: invalid join token")
+	}
+	if tok.CAHash != sha256.Sum256(ca.Cert.Raw) {
+		return pki.JoinToken{}, errorf(http.StatusForbidden, "token: join token is for another cluster")
+	}
+	if err := pki.ValidName(req.Name); err != nil {
+		return pki.JoinToken{}, badRequest("name: %s", err)
+	}
+	return tok, nil
+}
+
+// signJoin is handleJoin's validation of a request whose token matched
+// role, and the certificate (PEM) ca issues for it: an agent certificate,
+// or a controller certificate for the hosts of its addresses. It issues
+// nothing for another role.
+func signJoin(ca *pki.CA, req *api.JoinRequest, role string) ([]byte, error) {
+	switch role {
+	case pki.OUAgent:
+		if req.RaftAddr != "" {
+			return nil, badRequest("raft_addr: an agent join token cannot admit a controller")
+		}
+		cert, err := ca.SignCSR(req.CSR, pki.OUAgent, req.Name, nil)
+		if err != nil {
+			return nil, badRequest("%s", err)
+		}
+		return cert, nil
+	case pki.OUController:
+		var hosts []string
+		for _, a := range []struct{ field, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
+			h, _, err := net.SplitHostPort(a.v)
+			if err != nil || h == "" {
+				return nil, badRequest("%s: controllers must give a host:port, not %q", a.field, a.v)
+			}
+			hosts = append(hosts, h)
+		}
+		cert, err := ca.SignCSR(req.CSR, pki.OUController, req.Name, hosts)
+		if err != nil {
+			return nil, badRequest("%s", err)
+		}
+		return cert, nil
+	}
+	return nil, nil
 }
 
 // startAdmit runs admitController unless it already runs for id.
