@@ -133,6 +133,11 @@ func jobMounts(s *Spec, cs *containerSetup) []specs.Mount {
 		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
 		specs.Mount{Destination: ScriptPath, Type: "bind", Source: cs.ScriptSource, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 	)
+	if !cs.Image && strings.HasPrefix(cs.Cwd, "/tmp/") {
+		// The job's own working directory stays visible through the
+		// private /tmp; the rest of the host's /tmp does not.
+		ms = append(ms, specs.Mount{Destination: cs.Cwd, Type: "bind", Source: cs.Cwd, Options: []string{"rbind", "nosuid", "nodev"}})
+	}
 	return ms
 }
 

@@ -863,3 +863,31 @@ func TestShimDeath(t *testing.T) {
 		t.Errorf("job dir left behind: %v", err)
 	}
 }
+
+// TestWorkDirUnderTmp: a working directory below /tmp is carried into the
+// job's private /tmp, and nothing else of the host's /tmp is.
+func TestWorkDirUnderTmp(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	wd, err := os.MkdirTemp("/tmp", "stockade-cwd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(wd)
+	os.Chmod(wd, 0o777)
+	other, err := os.CreateTemp("/tmp", "stockade-other-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	defer os.Remove(other.Name())
+	spec := baseSpec(t, fmt.Sprintf("#!/bin/sh\npwd\necho data > out.txt\ntest -e %s && echo other-visible\ntrue\n", other.Name()))
+	spec.WorkDir = wd
+	r, out := run(t, spec, 30*time.Second)
+	if r.State != api.JobCompleted || out != wd+"\n" {
+		t.Fatalf("result %+v, output %q", r, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "out.txt")); string(b) != "data\n" {
+		t.Errorf("file written in the working directory: %q", b)
+	}
+}

@@ -388,7 +388,9 @@ func hostCwd(dir string, uid, gid uint32, groups []uint32) string {
 	}
 	dir = filepath.Clean(dir)
 	for _, m := range privateMounts {
-		if dir == m || strings.HasPrefix(dir, m+"/") {
+		// A directory below /tmp is carried into the private /tmp (see
+		// jobMounts): users who work in /tmp/scratch keep working there.
+		if dir == m || (strings.HasPrefix(dir, m+"/") && m != "/tmp") {
 			return "/tmp"
 		}
 	}
