@@ -6,7 +6,7 @@ PREFIX     ?= /usr/local
 GOTAGS     := seccomp
 export CGO_ENABLED := 1
 # Debian packages the build, the tests and the demo need.
-APT_PKGS   := libseccomp-dev busybox-static iproute2 procps
+APT_PKGS   := libseccomp-dev busybox-static iproute2 procps swtpm swtpm-tools tpm2-tools libssl-dev
 SLURM_LINKS := sbatch squeue scancel sinfo scontrol sacct
 
 .PHONY: all deps build install test test-unit test-integration fuzz bench demo demo-down clean vet
