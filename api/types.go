@@ -231,6 +231,16 @@ type Node struct {
 	Arch          string    `json:"architecture,omitempty"`
 	OS            string    `json:"operating_system,omitempty"`
 	ModifyIndex   uint64    `json:"modify_index"`
+	// Trust is how the node proved what it is; "" (records written before
+	// attestation existed) means TrustNone.
+	Trust         Trust     `json:"trust"`
+	EKFingerprint string    `json:"ek_fingerprint"`
+	LastQuote     time.Time `json:"last_quote,omitzero"`
+	// AttestError is the reason of the last attestation failure.
+	AttestError string `json:"attest_error,omitempty"`
+	// CertSerial is the serial (lowercase hex) of the node's current
+	// certificate; older certificates of the node are superseded.
+	CertSerial string `json:"cert_serial,omitempty"`
 }
 
 // Usable reports whether the scheduler may place new work on the node.
@@ -267,6 +277,10 @@ type Partition struct {
 	MaxNodes       int      `json:"max_nodes,omitempty"`
 	DefMemPerCPUMB int64    `json:"def_mem_per_cpu,omitempty"`
 	PriorityTier   int      `json:"priority_tier,omitempty"`
+	// RequireTrust is the least trust a node needs to run the partition's
+	// jobs: "" any, TrustApproved approved or attested, TrustAttested only
+	// attested.
+	RequireTrust Trust `json:"require_trust,omitempty"`
 }
 
 // User is an account holder. TokenHash is an Argon2id PHC string; the token
@@ -296,4 +310,72 @@ type Controller struct {
 	APIAddr  string `json:"api_addr"`
 	Voter    bool   `json:"voter"`
 	Leader   bool   `json:"leader"`
+}
+
+// Trust is how a node proved its identity and boot state with its TPM.
+type Trust string
+
+const (
+	// TrustAttested: the EK certificate chains to a known TPM vendor and the
+	// latest quote satisfied the policy.
+	TrustAttested Trust = "attested"
+	// TrustApproved: the EK is on the admin-approved list (no usable EK
+	// certificate) and the latest quote satisfied the policy.
+	TrustApproved Trust = "approved"
+	// TrustNone: no TPM evidence; the node joined with a token only, or its
+	// attestation failed.
+	TrustNone Trust = "none"
+)
+
+// Audit record kinds.
+const (
+	AuditAdmitted      = "admitted"
+	AuditRefused       = "refused"
+	AuditEvicted       = "evicted"
+	AuditRevoked       = "revoked"
+	AuditRenewed       = "renewed"
+	AuditPolicyChanged = "policy-changed"
+	AuditEKApproved    = "ek-approved"
+	AuditTOFURecorded  = "tofu-recorded"
+)
+
+// AuditRecord is one entry of the replicated, append-only attestation log.
+type AuditRecord struct {
+	// Seq orders the log; it is unique and grows with the Raft index.
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Node string    `json:"node,omitempty"`
+	// Kind is one of the Audit* constants.
+	Kind string `json:"kind"`
+	// Code is a stable machine-readable cause (a policy decision code, or
+	// e.g. "cert-revoked").
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Actor is the admin who caused the change ("" for the verifier).
+	Actor string `json:"actor,omitempty"`
+	// Index is the Raft index of the command that wrote the record;
+	// records written by one command share it.
+	Index         uint64 `json:"raft_index"`
+	EKFingerprint string `json:"ek_fingerprint,omitempty"`
+	Serial        string `json:"serial,omitempty"`
+}
+
+// ApprovedEK is an endorsement key an admin vouched for, for TPMs whose EK
+// certificate cannot be verified.
+type ApprovedEK struct {
+	// Fingerprint is "sha256:" and the lowercase hex SHA-256 of the EK's
+	// PKIX DER encoding.
+	Fingerprint string    `json:"fingerprint"`
+	Comment     string    `json:"comment,omitempty"`
+	ApprovedBy  string    `json:"approved_by,omitempty"`
+	Time        time.Time `json:"time,omitzero"`
+}
+
+// RevokedCert is a certificate serial that must be refused in TLS
+// handshakes until the certificate has expired.
+type RevokedCert struct {
+	Serial string    `json:"serial"` // lowercase hex, no leading zeros
+	Time   time.Time `json:"time"`
+	Node   string    `json:"node,omitempty"`
+	Reason string    `json:"reason,omitempty"`
 }

@@ -57,6 +57,12 @@ func invalid(format string, args ...any) error {
 //	CmdRegisterNode     *api.Node (the stored record; do not modify)
 //	CmdNodesDown        *NodesDownResult
 //	CmdUpdateNodes      *NodesDownResult for "down", else nil
+//	CmdSetPolicy        *policy.Policy (a copy of the stored policy)
+//	CmdRecordTOFU       *TOFUResult
+//	CmdNodeAttested     *api.Node (the stored record; do not modify)
+//	CmdAttestFailed, CmdRevokeEKApproval
+//	                    *NodesDownResult (jobs on the evicted nodes)
+//	CmdRevokeCert       []string (serials newly revoked, canonical)
 //	others              nil
 //
 // or an error.
@@ -106,6 +112,14 @@ var handlers = map[CommandType]func(*applier, *Command) any{
 		must(err)
 		return nil
 	},
+	CmdSetPolicy:        (*applier).setPolicy,
+	CmdRecordTOFU:       (*applier).recordTOFU,
+	CmdApproveEK:        (*applier).approveEK,
+	CmdRevokeEKApproval: (*applier).revokeEKApproval,
+	CmdNodeAttested:     (*applier).nodeAttested,
+	CmdAttestFailed:     (*applier).attestFailed,
+	CmdRefused:          (*applier).refused,
+	CmdRevokeCert:       (*applier).revokeCerts,
 }
 
 // cmdTime is the proposer's clock, the only time Apply may use.
@@ -452,12 +466,18 @@ func (a *applier) place(pl *scheduler.Placement, now time.Time) bool {
 	if len(pl.Nodes) == 0 || pl.CPUs < 1 || pl.MemoryMB < 0 || pl.GPUs < 0 {
 		return false
 	}
+	// Without its partition the trust requirement is unknown: fail closed.
+	pt := a.partition(j.Spec.Partition)
+	if pt == nil {
+		return false
+	}
 	nodes := make([]*api.Node, len(pl.Nodes))
 	for i, name := range pl.Nodes {
 		n := a.node(name)
 		// A node listed twice would be checked against a stale allocation.
 		if n == nil || slices.Contains(pl.Nodes[:i], name) ||
-			!scheduler.Fits(n, pl.CPUs, pl.MemoryMB, pl.GPUs, pl.Exclusive) {
+			!scheduler.Fits(n, pl.CPUs, pl.MemoryMB, pl.GPUs, pl.Exclusive) ||
+			!scheduler.TrustSatisfies(n, pt.RequireTrust) {
 			return false
 		}
 		nodes[i] = n
@@ -523,9 +543,9 @@ func knownEnd(st api.JobState) bool {
 	return false
 }
 
-// registerNode records an agent's inventory. Drain, allocation and an
-// admin's reason survive; a DOWN node comes back UP and, unless drained,
-// loses the reason it went down for.
+// registerNode records an agent's inventory. Drain, allocation, an
+// admin's reason and attestation results survive; a DOWN node comes back UP
+// and, unless drained, loses the reason it went down for.
 func (a *applier) registerNode(cmd *Command) any {
 	reg := cmd.Register
 	if reg == nil || reg.Name == "" {
@@ -548,6 +568,9 @@ func (a *applier) registerNode(cmd *Command) any {
 		c.BootTime = time.Unix(reg.BootTime, 0).UTC()
 	}
 	c.AgentVersion, c.Arch, c.OS = reg.AgentVersion, reg.Arch, reg.OS
+	if c.Trust == "" {
+		c.Trust = api.TrustNone
+	}
 	a.putNode(&c)
 	return &c
 }
@@ -565,34 +588,39 @@ func (a *applier) nodesDown(names []string, reason string, now time.Time) *Nodes
 		c := *n
 		c.State, c.Reason = api.NodeDown, reason
 		a.putNode(&c)
-
-		// Collect first: memdb iterators must not see their own writes.
-		var ids []uint64
-		it, err := a.txn.Get(tJobs, iNode, name)
-		must(err)
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			ids = append(ids, raw.(*api.Job).ID)
-		}
-		for _, id := range ids {
-			j := a.job(id)
-			if j == nil || j.State != api.JobRunning {
-				continue
-			}
-			if j.Spec.Requeue {
-				a.requeue(j)
-				res.Requeued = append(res.Requeued, id)
-				continue
-			}
-			a.finish(j, api.JobNodeFail, now, func(c *api.Job) {
-				c.FailReason = "node " + name + " failed"
-				if reason != "" {
-					c.FailReason += ": " + reason
-				}
-			})
-			res.Failed = append(res.Failed, id)
-		}
+		a.endJobs(name, reason, now, false, res)
 	}
 	return res
+}
+
+// endJobs handles a node failure for the running jobs on a node: requeued
+// if they allow it and kill is false, else ended NODE_FAIL.
+func (a *applier) endJobs(name, reason string, now time.Time, kill bool, res *NodesDownResult) {
+	// Collect first: memdb iterators must not see their own writes.
+	var ids []uint64
+	it, err := a.txn.Get(tJobs, iNode, name)
+	must(err)
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		ids = append(ids, raw.(*api.Job).ID)
+	}
+	for _, id := range ids {
+		j := a.job(id)
+		if j == nil || j.State != api.JobRunning {
+			continue
+		}
+		if j.Spec.Requeue && !kill {
+			a.requeue(j)
+			res.Requeued = append(res.Requeued, id)
+			continue
+		}
+		a.finish(j, api.JobNodeFail, now, func(c *api.Job) {
+			c.FailReason = "node " + name + " failed"
+			if reason != "" {
+				c.FailReason += ": " + reason
+			}
+		})
+		res.Failed = append(res.Failed, id)
+	}
 }
 
 // updateNodes is scontrol update nodename=... state=drain|resume|down.
@@ -638,6 +666,9 @@ func (a *applier) setPartitions(cmd *Command) any {
 		if p.Default {
 			defaults++
 		}
+		if !validRequireTrust(p.RequireTrust) {
+			return invalid("partition %s: require_trust %q is not empty, %s, %s or %s", p.Name, p.RequireTrust, api.TrustNone, api.TrustApproved, api.TrustAttested)
+		}
 	}
 	if defaults > 1 {
 		return invalid("%d default partitions", defaults)
@@ -662,6 +693,8 @@ func (a *applier) setPartitions(cmd *Command) any {
 		c.Features = slices.Clone(n.Features)
 		c.State, c.Drain = api.NodeUnknown, false
 		c.AllocCPUs, c.AllocMemoryMB, c.AllocGPUs, c.Exclusive = 0, 0, 0, false
+		// Trust comes only from attestation, never from configuration.
+		c.Trust, c.EKFingerprint, c.LastQuote, c.AttestError, c.CertSerial = api.TrustNone, "", time.Time{}, "", ""
 		a.putNode(&c)
 	}
 	return nil

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/policy"
 	"github.com/stockade-hpc/stockade/scheduler"
 )
 
@@ -25,6 +26,14 @@ const (
 	CmdAddAccount
 	CmdSetController
 	CmdRemoveController
+	CmdSetPolicy
+	CmdRecordTOFU
+	CmdApproveEK
+	CmdRevokeEKApproval
+	CmdNodeAttested
+	CmdAttestFailed
+	CmdRefused
+	CmdRevokeCert
 )
 
 // Command is one log entry. Time (Unix nanoseconds) is chosen by the
@@ -53,6 +62,56 @@ type Command struct {
 	// UserTokenHash carries User.TokenHash through the log, since api.User
 	// does not marshal it. Node.Apply fills it in.
 	UserTokenHash string `json:"user_token_hash,omitempty"`
+
+	// Policy is the new cluster policy (CmdSetPolicy); its Version is
+	// ignored, the state machine assigns the next one.
+	Policy *policy.Policy `json:"policy,omitempty"`
+	// PolicyVersion is the policy version the evidence behind TOFU values
+	// was evaluated against (CmdRecordTOFU).
+	PolicyVersion uint64 `json:"policy_version,omitempty"`
+	// TOFU maps PCR index to the hex value first seen (CmdRecordTOFU,
+	// policy.Decision.FirstSeen); NodeNames[0] is the node it came from.
+	TOFU   map[int]string   `json:"tofu,omitempty"`
+	EK     *api.ApprovedEK  `json:"ek,omitempty"`
+	Attest *NodeAttestation `json:"attest,omitempty"`
+	// Kill ends a failed node's running jobs NODE_FAIL even when they
+	// could be requeued (policy on_failure "kill"; CmdAttestFailed).
+	Kill bool `json:"kill,omitempty"`
+	// Serials are certificate serials to revoke (CmdRevokeCert).
+	Serials []string `json:"serials,omitempty"`
+	// Actor is the authenticated admin behind the command, for the audit
+	// log ("" for the controllers' own verifier).
+	Actor string `json:"actor,omitempty"`
+}
+
+// NodeAttestation is the verifier's verdict on one node, for
+// CmdNodeAttested, CmdAttestFailed and CmdRefused.
+type NodeAttestation struct {
+	Node string `json:"node"`
+	// Trust is TrustAttested or TrustApproved (CmdNodeAttested).
+	Trust api.Trust `json:"trust,omitempty"`
+	// EKFingerprint is "sha256:<hex>" of the EK's PKIX DER.
+	EKFingerprint string `json:"ek_fingerprint,omitempty"`
+	// CertSerial is the serial of the certificate issued with this
+	// verdict, in hex; "" keeps the node's current one.
+	CertSerial string `json:"cert_serial,omitempty"`
+	// Renewal marks a periodic re-attestation of an admitted node.
+	Renewal bool `json:"renewal,omitempty"`
+	// Code and Reason explain a failure or refusal (policy decision codes).
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// TOFUResult is what Apply returns for CmdRecordTOFU.
+type TOFUResult struct {
+	// Version is the policy version after the command.
+	Version uint64
+	// Recorded lists the PCRs pinned by this command, in order.
+	Recorded []int
+	// Stale is set when nothing could be recorded because the policy
+	// changed since the evidence was judged (or TOFU is off): the node must
+	// be re-evaluated against the current policy before it is admitted.
+	Stale bool
 }
 
 // SubmitJob queues a job or an array. The submitter's identity was

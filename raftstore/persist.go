@@ -9,13 +9,17 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/policy"
 )
 
 // The snapshot stream is JSON lines: a header, then one record per line.
 // Records use the wire types, so the format changes only with api.
+// Version 2 added the attestation tables; version 1 streams, which lack
+// them, are still read.
 const (
-	snapshotFormat  = "stockade-state"
-	snapshotVersion = 1
+	snapshotFormat     = "stockade-state"
+	snapshotVersion    = 2
+	snapshotMinVersion = 1
 )
 
 type snapHeader struct {
@@ -45,6 +49,10 @@ var snapTables = []struct{ kind, table string }{
 	{"account", tAccounts},
 	{"controller", tControllers},
 	{"job", tJobs},
+	{"policy", tPolicy},
+	{"approved_ek", tApprovedEKs},
+	{"revoked_cert", tRevoked},
+	{"audit", tAudit},
 }
 
 // WriteTo writes the whole state as a versioned JSON-lines stream, the
@@ -110,7 +118,7 @@ func readState(r io.Reader) (*memdb.MemDB, error) {
 	if err := dec.Decode(&h); err != nil {
 		return nil, fmt.Errorf("state snapshot header: %w", err)
 	}
-	if h.Format != snapshotFormat || h.Version != snapshotVersion {
+	if h.Format != snapshotFormat || h.Version < snapshotMinVersion || h.Version > snapshotVersion {
 		return nil, fmt.Errorf("state snapshot: unsupported format %q version %d", h.Format, h.Version)
 	}
 	db := newDB()
@@ -153,6 +161,14 @@ func decodeRecord(rec *snapRecordIn) (any, string, error) {
 		obj, table = &api.Controller{}, tControllers
 	case "job":
 		obj, table = &api.Job{}, tJobs
+	case "policy":
+		obj, table = &policy.Policy{}, tPolicy
+	case "approved_ek":
+		obj, table = &api.ApprovedEK{}, tApprovedEKs
+	case "revoked_cert":
+		obj, table = &api.RevokedCert{}, tRevoked
+	case "audit":
+		obj, table = &api.AuditRecord{}, tAudit
 	default:
 		return nil, "", fmt.Errorf("unknown record kind %q", rec.Kind)
 	}

@@ -1,8 +1,12 @@
 package raftstore
 
 import (
+	"math"
+	"slices"
+
 	"github.com/hashicorp/go-memdb"
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/policy"
 	"github.com/stockade-hpc/stockade/scheduler"
 )
 
@@ -157,4 +161,67 @@ func (s *Snapshot) Account(name string) *api.Account {
 // Node.Stats.
 func (s *Snapshot) Controllers() []*api.Controller {
 	return list[api.Controller](s, tControllers, iID)
+}
+
+// Policy returns a copy of the cluster policy, or the normalized default
+// policy (version 0) when none was ever set. The copy may be modified.
+func (s *Snapshot) Policy() *policy.Policy {
+	if p := first[policy.Policy](s, tPolicy, iID, policyKey); p != nil {
+		return p.Clone()
+	}
+	return policy.Default()
+}
+
+// ApprovedEK returns an approved EK by fingerprint (nil if not approved).
+func (s *Snapshot) ApprovedEK(fingerprint string) *api.ApprovedEK {
+	fp, ok := CanonicalFingerprint(fingerprint)
+	if !ok {
+		return nil
+	}
+	return first[api.ApprovedEK](s, tApprovedEKs, iID, fp)
+}
+
+// ApprovedEKs returns every approved EK in fingerprint order.
+func (s *Snapshot) ApprovedEKs() []*api.ApprovedEK {
+	return list[api.ApprovedEK](s, tApprovedEKs, iID)
+}
+
+// CertRevoked reports whether a certificate serial (hex in any case, with
+// or without colons, e.g. cert.SerialNumber.Text(16)) is revoked. It is
+// one index lookup, cheap enough for every TLS handshake.
+func (s *Snapshot) CertRevoked(serial string) bool {
+	c, ok := CanonicalSerial(serial)
+	return ok && first[api.RevokedCert](s, tRevoked, iID, c) != nil
+}
+
+// RevokedCerts returns every revoked serial in serial order.
+func (s *Snapshot) RevokedCerts() []*api.RevokedCert {
+	return list[api.RevokedCert](s, tRevoked, iID)
+}
+
+// Audit returns the newest limit audit records with Seq > since, oldest
+// first (newest last); limit <= 0 returns all of them. An empty node means
+// every record, cluster-wide ones included. To follow the log, pass the
+// last Seq seen as since with limit 0.
+func (s *Snapshot) Audit(node string, since uint64, limit int) []*api.AuditRecord {
+	var it memdb.ResultIterator
+	var err error
+	if node == "" {
+		it, err = s.txn().ReverseLowerBound(tAudit, iID, uint64(math.MaxUint64))
+	} else {
+		it, err = s.txn().ReverseLowerBound(tAudit, iNodeSq, node, uint64(math.MaxUint64))
+	}
+	if err != nil {
+		return nil
+	}
+	var out []*api.AuditRecord
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*api.AuditRecord)
+		if (node != "" && r.Node != node) || r.Seq <= since || (limit > 0 && len(out) == limit) {
+			break
+		}
+		out = append(out, r)
+	}
+	slices.Reverse(out)
+	return out
 }

@@ -24,6 +24,10 @@ const (
 	tAccounts    = "accounts"
 	tControllers = "controllers"
 	tMeta        = "meta"
+	tPolicy      = "policy"
+	tApprovedEKs = "approved_eks"
+	tRevoked     = "revoked_certs"
+	tAudit       = "audit"
 
 	iID     = "id"
 	iState  = "state"
@@ -32,7 +36,12 @@ const (
 	iSubmit = "submit"
 	iNode   = "node" // non-terminal jobs by allocated node
 	iToken  = "token"
+	iSerial = "serial"   // nodes by current certificate serial
+	iNodeSq = "node_seq" // audit records by node, then seq
 )
+
+// policyKey is the id of the single policy row.
+const policyKey = "cluster"
 
 const metaKey = "state"
 
@@ -130,6 +139,12 @@ func schema() *memdb.DBSchema {
 		Name: iToken, AllowMissing: true,
 		Indexer: strIndexer{get: func(o any) (string, bool) { return nonEmpty(o.(*api.User).TokenID) }},
 	}
+	nodes := byName(func(o any) string { return o.(*api.Node).Name })
+	nodes[iSerial] = &memdb.IndexSchema{
+		Name: iSerial, AllowMissing: true,
+		Indexer: strIndexer{get: func(o any) (string, bool) { return nonEmpty(o.(*api.Node).CertSerial) }},
+	}
+	audit := func(o any) *api.AuditRecord { return o.(*api.AuditRecord) }
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tJobs: {Name: tJobs, Indexes: map[string]*memdb.IndexSchema{
 			iID: {Name: iID, Unique: true,
@@ -152,12 +167,25 @@ func schema() *memdb.DBSchema {
 					return nil
 				}}},
 		}},
-		tNodes:       {Name: tNodes, Indexes: byName(func(o any) string { return o.(*api.Node).Name })},
+		tNodes:       {Name: tNodes, Indexes: nodes},
 		tPartitions:  {Name: tPartitions, Indexes: byName(func(o any) string { return o.(*api.Partition).Name })},
 		tUsers:       {Name: tUsers, Indexes: users},
 		tAccounts:    {Name: tAccounts, Indexes: byName(func(o any) string { return o.(*api.Account).Name })},
 		tControllers: {Name: tControllers, Indexes: byName(func(o any) string { return o.(*api.Controller).ID })},
 		tMeta:        {Name: tMeta, Indexes: byName(func(o any) string { return o.(*stateMeta).Key })},
+		tPolicy:      {Name: tPolicy, Indexes: byName(func(any) string { return policyKey })},
+		tApprovedEKs: {Name: tApprovedEKs, Indexes: byName(func(o any) string { return o.(*api.ApprovedEK).Fingerprint })},
+		tRevoked:     {Name: tRevoked, Indexes: byName(func(o any) string { return o.(*api.RevokedCert).Serial })},
+		tAudit: {Name: tAudit, Indexes: map[string]*memdb.IndexSchema{
+			iID: {Name: iID, Unique: true,
+				Indexer: uintIndexer{get: func(o any) (uint64, bool) { return audit(o).Seq, true }}},
+			// Node then seq, so one node's log pages without a scan.
+			iNodeSq: {Name: iNodeSq, Unique: true, AllowMissing: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					strIndexer{get: func(o any) (string, bool) { return nonEmpty(audit(o).Node) }},
+					uintIndexer{get: func(o any) (uint64, bool) { return audit(o).Seq, true }},
+				}}},
+		}},
 	}}
 }
 

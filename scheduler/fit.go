@@ -99,14 +99,16 @@ func (p *pool) remove(i int) {
 	p.counts[c]--
 }
 
-// partition returns the bitset of a partition's existing nodes.
+// partition returns the bitset of a partition's existing nodes that are
+// trusted enough for it. Untrusted nodes are left out entirely, so a job
+// only they could run gets ReqNodeNotAvail, never Resources.
 func (p *pool) partition(pt *api.Partition) []uint64 {
 	if m, ok := p.parts[pt.Name]; ok {
 		return m
 	}
 	m := make([]uint64, p.words)
 	for _, name := range pt.Nodes {
-		if i, ok := p.byName[name]; ok {
+		if i, ok := p.byName[name]; ok && TrustSatisfies(p.slots[i].node, pt.RequireTrust) {
 			m[i/64] |= 1 << (i % 64)
 		}
 	}

@@ -70,3 +70,19 @@ func Fits(n *api.Node, cpus int, memMB int64, gpus int, exclusive bool) bool {
 		n.AllocMemoryMB+memMB <= n.MemoryMB &&
 		n.AllocGPUs+gpus <= n.GPUs
 }
+
+// TrustSatisfies reports whether a node's trust meets a partition's
+// RequireTrust: attested ⊇ approved ⊇ any. The scheduler and the state
+// store's plan re-check both use it. An unknown requirement is never met,
+// so a misspelt one fails closed.
+func TrustSatisfies(n *api.Node, need api.Trust) bool {
+	switch need {
+	case "", api.TrustNone:
+		return true
+	case api.TrustApproved:
+		return n.Trust == api.TrustApproved || n.Trust == api.TrustAttested
+	case api.TrustAttested:
+		return n.Trust == api.TrustAttested
+	}
+	return false
+}

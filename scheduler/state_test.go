@@ -139,7 +139,8 @@ func dep(typ string, id uint64, task int) func(*api.Job) {
 }
 
 // applyPlan checks a plan the way the state store applies it: every
-// placement must pass Fits on every node against the running totals.
+// placement must pass Fits and the partition's trust rule on every node
+// against the running totals.
 func applyPlan(st State, plan Plan) error {
 	nodes := map[string]*api.Node{}
 	for _, n := range st.Nodes() {
@@ -150,10 +151,24 @@ func applyPlan(st State, plan Plan) error {
 		if len(p.Nodes) != len(slices.Compact(slices.Clone(p.Nodes))) {
 			return fmt.Errorf("job %d: duplicate nodes %v", p.JobID, p.Nodes)
 		}
+		var pt *api.Partition
+		if j := st.Job(p.JobID); j == nil {
+			return fmt.Errorf("job %d: unknown", p.JobID)
+		} else if j.Spec.Partition == "" {
+			pt = DefaultPartition(st)
+		} else {
+			pt = st.Partition(j.Spec.Partition)
+		}
+		if pt == nil {
+			return fmt.Errorf("job %d: no partition", p.JobID)
+		}
 		for _, name := range p.Nodes {
 			n := nodes[name]
 			if n == nil || !Fits(n, p.CPUs, p.MemoryMB, p.GPUs, p.Exclusive) {
 				return fmt.Errorf("job %d: does not fit on %s", p.JobID, name)
+			}
+			if !TrustSatisfies(n, pt.RequireTrust) {
+				return fmt.Errorf("job %d: %s is not %s", p.JobID, name, pt.RequireTrust)
 			}
 		}
 		for _, name := range p.Nodes {
