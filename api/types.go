@@ -241,6 +241,9 @@ type Node struct {
 	// CertSerial is the serial (lowercase hex) of the node's current
 	// certificate; older certificates of the node are superseded.
 	CertSerial string `json:"cert_serial,omitempty"`
+	// AKPublic is the TPMT_PUBLIC of the attestation key the node enrolled
+	// with; its periodic quotes are verified against it.
+	AKPublic []byte `json:"ak_public,omitempty"`
 }
 
 // Usable reports whether the scheduler may place new work on the node.

@@ -293,6 +293,9 @@ func (a *applier) nodeAttested(cmd *Command) any {
 	if serial != "" {
 		c.CertSerial = serial
 	}
+	if !at.Renewal || len(at.AKPublic) > 0 {
+		c.AKPublic = at.AKPublic
+	}
 	if c.Drain && strings.HasPrefix(c.Reason, attestDrainPrefix) {
 		c.Drain, c.Reason = false, ""
 	}
@@ -306,9 +309,10 @@ func (a *applier) nodeAttested(cmd *Command) any {
 		if old != nil && old.EKFingerprint != "" && old.EKFingerprint != fp {
 			rec.Reason = "EK changed from " + old.EKFingerprint
 		}
-	case c.CertSerial != old.CertSerial || c.Trust != old.Trust:
-		// Renewals that only refresh LastQuote happen every interval on
-		// every node; auditing them would bury everything else.
+	case c.Trust != old.Trust:
+		// Renewals happen every interval on every node, each with a new
+		// certificate; auditing them would bury everything else. Only a
+		// change of trust tier is worth a record.
 		rec.Kind = api.AuditRenewed
 	default:
 		return &c

@@ -322,7 +322,7 @@ func TestNodeAttested(t *testing.T) {
 			cmd:   att("n1", api.TrustAttested, fp("a"), "", true), wantTrust: api.TrustAttested, wantSerial: "1", wantKinds: []string{"admitted"}},
 		{name: "renewal with a new certificate",
 			setup: []Command{att("n1", api.TrustAttested, fp("a"), "1", false)},
-			cmd:   att("n1", api.TrustAttested, fp("a"), "2", true), wantTrust: api.TrustAttested, wantSerial: "2", wantKinds: []string{"admitted", "renewed"}},
+			cmd:   att("n1", api.TrustAttested, fp("a"), "2", true), wantTrust: api.TrustAttested, wantSerial: "2", wantKinds: []string{"admitted"}},
 		{name: "renewal from another TPM",
 			setup: []Command{att("n1", api.TrustAttested, fp("a"), "1", false)},
 			cmd:   att("n1", api.TrustAttested, fp("b"), "2", true), wantErr: ErrEKChanged, wantTrust: api.TrustAttested, wantSerial: "1", wantKinds: []string{"admitted"}},

@@ -97,6 +97,9 @@ type NodeAttestation struct {
 	CertSerial string `json:"cert_serial,omitempty"`
 	// Renewal marks a periodic re-attestation of an admitted node.
 	Renewal bool `json:"renewal,omitempty"`
+	// AKPublic is the enrolled attestation key (TPMT_PUBLIC); an
+	// enrollment sets it, a renewal without one keeps the node's.
+	AKPublic []byte `json:"ak_public,omitempty"`
 	// Code and Reason explain a failure or refusal (policy decision codes).
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`

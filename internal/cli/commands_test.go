@@ -80,7 +80,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /v1/users":
 		reply([]api.User{{Name: "alice", UID: 1501, GID: 1501, DefaultAccount: "research", Accounts: []string{"research"}}})
 	default:
-		http.NotFound(w, r)
+		if !f.serveAttest(w, r, body) {
+			http.NotFound(w, r)
+		}
 	}
 }
 

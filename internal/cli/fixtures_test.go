@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,17 +151,32 @@ func fixtureNodes() []api.Node {
 		}
 		return n
 	}
+	attested := func(n *api.Node) {
+		n.Trust, n.LastQuote = api.TrustAttested, ago(40*time.Second)
+		sum := sha256.Sum256([]byte(n.Name))
+		n.EKFingerprint = "sha256:" + hex.EncodeToString(sum[:])
+	}
 	return []api.Node{
-		up("node1", 8, 5, nil),
-		up("node2", 8, 5, nil),
-		up("node3", 4, 4, nil),
+		up("node1", 8, 5, attested),
+		up("node2", 8, 5, func(n *api.Node) {
+			n.Trust, n.LastQuote = api.TrustApproved, ago(70*time.Second)
+			n.EKFingerprint = "sha256:" + strings.Repeat("2b", 32)
+		}),
+		up("node3", 4, 4, func(n *api.Node) { n.Trust = api.TrustNone }),
 		up("node4", 4, 0, nil),
 		up("node5", 4, 0, func(n *api.Node) { n.Drain, n.Reason = true, "disk replaced" }),
 		up("node6", 4, 2, func(n *api.Node) { n.Drain, n.Reason = true, "kernel update" }),
 		up("node7", 4, 0, func(n *api.Node) { n.State, n.Reason = api.NodeDown, "Not responding" }),
 		{Name: "node8", CPUs: 4, MemoryMB: 16000, State: api.NodeUnknown},
 		up("gpu1", 16, 1, func(n *api.Node) {
+			attested(n)
 			n.GPUs, n.AllocGPUs, n.Features, n.MemoryMB, n.AllocMemoryMB = 4, 2, []string{"a100", "nvlink"}, 256000, 1536
+		}),
+		// In no partition: attestation failed and the node was drained.
+		up("node9", 4, 0, func(n *api.Node) {
+			attested(n)
+			n.Drain, n.Reason = true, "attestation failed: pcr-mismatch"
+			n.Trust, n.AttestError = api.TrustNone, "pcr-mismatch: PCR 0 = "+strings.Repeat("ab", 32)+" not in the reference manifest"
 		}),
 	}
 }
@@ -166,8 +184,8 @@ func fixtureNodes() []api.Node {
 func fixturePartitions() []api.Partition {
 	return []api.Partition{
 		{Name: "batch", Nodes: []string{"node[1-8]"}, Default: true, Up: true, MaxTimeSec: 86400, DefaultTimeSec: 3600, DefMemPerCPUMB: 64},
-		{Name: "small", Nodes: []string{"node1"}, Up: true, MaxTimeSec: 600, MaxNodes: 1},
-		{Name: "gpu-long-name", Nodes: []string{"gpu1"}, Up: true, PriorityTier: 2},
+		{Name: "small", Nodes: []string{"node1"}, Up: true, MaxTimeSec: 600, MaxNodes: 1, RequireTrust: api.TrustApproved},
+		{Name: "gpu-long-name", Nodes: []string{"gpu1"}, Up: true, PriorityTier: 2, RequireTrust: api.TrustAttested},
 		{Name: "debug", Nodes: nil, Up: false},
 	}
 }

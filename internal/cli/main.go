@@ -130,7 +130,7 @@ token = "..." or token_file = "...", and ca_file = "...".`,
 			return sc.run(ctx, e, args)
 		}))
 	}
-	root.AddCommand(statusCommand(e), userCommand(e), versionCommand(e))
+	root.AddCommand(statusCommand(e), userCommand(e), nodeCommand(e), auditCommand(e), attestCommand(e), versionCommand(e))
 	for _, c := range extra {
 		if c != nil {
 			root.AddCommand(c)

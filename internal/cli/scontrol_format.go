@@ -142,8 +142,14 @@ func showNode(c *fmtCtx, n *api.Node, partitions []string) string {
 	line("BootTime=%s SlurmdStartTime=%s", slurmDate(n.BootTime, c.loc, "None"), slurmDate(n.RegisteredAt, c.loc, "None"))
 	line("CfgTRES=%s", nodeTRES(n.CPUs, n.MemoryMB, n.GPUs))
 	line("AllocTRES=%s", allocNodeTRES(n))
+	// Stockade's own fields, on a line of their own after Slurm's; before
+	// Reason, whose free text parsers read to the end of the line.
+	line("Trust=%s LastQuote=%s EKFingerprint=%s", nodeTrust(n), slurmDate(n.LastQuote, c.loc, "None"), orNull(n.EKFingerprint))
 	if n.Reason != "" {
 		line("Reason=%s", n.Reason)
+	}
+	if n.AttestError != "" {
+		line("AttestError=%s", safeText(n.AttestError, 0))
 	}
 	return b.String()
 }
@@ -222,10 +228,20 @@ func showPartition(p *api.Partition, nodes map[string]*api.Node) string {
 	line("JobDefaults=(null)")
 	line("DefMemPerCPU=%s MaxMemPerNode=UNLIMITED", defMem)
 	line("TRES=%s", tresString(cpus, mem, len(names), gpus))
+	line("RequireTrust=%s", partitionTrust(p)) // Stockade's own
 	return b.String()
 }
 
 // oneLiner joins a record's lines, as scontrol -o prints it.
 func oneLiner(rec string) string {
 	return strings.ReplaceAll(strings.TrimRight(rec, "\n"), "\n   ", " ") + "\n"
+}
+
+// partitionTrust is the least trust a partition's nodes need; "none"
+// (like "") admits any node.
+func partitionTrust(p *api.Partition) string {
+	if p.RequireTrust == "" {
+		return string(api.TrustNone)
+	}
+	return string(p.RequireTrust)
 }

@@ -28,7 +28,11 @@ Format codes (-o): %a availability, %A nodes allocated/idle, %b/%f features,
 %n hostnames, %N node list, %o node address, %p priority tier, %P partition
 (* for the default), %r root only, %R partition name, %s job size,
 %t state (compact), %T state, %u/%U reason user, %v agent version,
-%w weight, %z sockets:cores:threads.`,
+%w weight, %z sockets:cores:threads.
+
+Stockade's own codes, on letters Slurm leaves free: %y trust (attested,
+approved, none), %q time of the last verified quote, %K EK fingerprint,
+%Q last attestation error.`,
 	setup: setupSinfo,
 }
 

@@ -87,6 +87,7 @@ func nodeReason(n *api.Node) string {
 type sinfoRow struct {
 	part  *api.Partition
 	nodes []*api.Node
+	loc   *time.Location // for times the row prints
 }
 
 // sinfoField is one sinfo % code.
@@ -254,6 +255,33 @@ var sinfoCodes = map[byte]sinfoField{
 	}},
 	'w': {header: "WEIGHT", value: func(r *sinfoRow) string { return "1" }},
 	'z': {header: "S:C:T", value: func(r *sinfoRow) string { return "N/A" }},
+	// Stockade's attestation fields, on letters Slurm 23.11's sinfo -o
+	// leaves unused (j, k, q, x, y, J, K, Q, W), so no Slurm format means
+	// something else here.
+	'y': {header: "TRUST", key: nodeTrust, value: func(r *sinfoRow) string { return firstNode(r, nodeTrust) }},
+	'q': {header: "LAST_QUOTE", key: func(n *api.Node) string { return n.LastQuote.UTC().Format(time.RFC3339Nano) },
+		value: func(r *sinfoRow) string {
+			return firstNode(r, func(n *api.Node) string { return sinfoTime(n.LastQuote, r.loc) })
+		}},
+	'K': {header: "EK_FINGERPRINT", key: func(n *api.Node) string { return n.EKFingerprint }, value: func(r *sinfoRow) string {
+		return firstNode(r, func(n *api.Node) string { return orNA(n.EKFingerprint) })
+	}},
+	'Q': {header: "ATTEST_ERROR", key: func(n *api.Node) string { return n.AttestError }, value: func(r *sinfoRow) string {
+		return firstNode(r, func(n *api.Node) string {
+			if n.AttestError == "" {
+				return "none"
+			}
+			return safeText(n.AttestError, 0)
+		})
+	}},
+}
+
+// sinfoTime prints a time as %H does ("Unknown" when never).
+func sinfoTime(t time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.Local
+	}
+	return slurmDate(t, loc, "Unknown")
 }
 
 func orNA(s string) string {
@@ -401,7 +429,7 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 		}
 		g := index[key]
 		if g == nil {
-			g = &group{row: sinfoRow{part: p}, partIdx: partIdx}
+			g = &group{row: sinfoRow{part: p, loc: v.loc}, partIdx: partIdx}
 			index[key] = g
 			groups = append(groups, g)
 		}
@@ -423,7 +451,7 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 			}
 		}
 		if byPart && len(groups) == before && v.showEmpty && !v.nodeOriented {
-			g := &group{row: sinfoRow{part: p}, partIdx: pi}
+			g := &group{row: sinfoRow{part: p, loc: v.loc}, partIdx: pi}
 			groups = append(groups, g)
 		}
 	}

@@ -167,19 +167,9 @@ func (ca *CA) IssueAgent(node string, pub crypto.PublicKey) ([]byte, error) {
 // the verified join token and request. For controllers the CSR's SANs are
 // kept, plus hosts.
 func (ca *CA) SignCSR(csrPEM []byte, role, name string, hosts []string) ([]byte, error) {
-	blk, _ := pem.Decode(csrPEM)
-	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
-		return nil, errors.New("csr: not a PEM CERTIFICATE REQUEST")
-	}
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	csr, err := ParseCSR(csrPEM)
 	if err != nil {
-		return nil, fmt.Errorf("csr: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("csr: bad signature: %w", err)
-	}
-	if k, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
-		return nil, errors.New("csr: key must be ECDSA P-256")
+		return nil, err
 	}
 	switch role {
 	case OUController:
@@ -195,7 +185,59 @@ func (ca *CA) SignCSR(csrPEM []byte, role, name string, hosts []string) ([]byte,
 	return nil, fmt.Errorf("csr: unknown role %q", role)
 }
 
+// ParseCSR decodes a PEM certificate request and checks its
+// self-signature and that its key is ECDSA P-256, the only kind issued.
+func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		return nil, errors.New("csr: not a PEM CERTIFICATE REQUEST")
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("csr: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("csr: bad signature: %w", err)
+	}
+	if k, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		return nil, errors.New("csr: key must be ECDSA P-256")
+	}
+	return csr, nil
+}
+
+// IssueAgentFor signs an agent certificate like IssueAgent that expires
+// after ttl (at the latest with the CA): attested nodes get short-lived
+// certificates, renewed by each successful attestation. It returns the
+// certificate and its PEM.
+func (ca *CA) IssueAgentFor(node string, pub crypto.PublicKey, ttl time.Duration) (*x509.Certificate, []byte, error) {
+	if err := ValidName(node); err != nil {
+		return nil, nil, err
+	}
+	if ttl <= 0 {
+		return nil, nil, errors.New("certificate lifetime must be positive")
+	}
+	notAfter := time.Now().Add(ttl)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	p, err := ca.issueUntil(pub, pkix.Name{CommonName: node, OrganizationalUnit: []string{OUAgent}, Organization: []string{"Stockade"}},
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, notAfter)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := ParseCertPEM(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, p, nil
+}
+
 func (ca *CA) issue(pub crypto.PublicKey, subject pkix.Name, eku []x509.ExtKeyUsage, hosts []string) ([]byte, error) {
+	// Without attestation there is no renewal: live as long as the CA.
+	return ca.issueUntil(pub, subject, eku, hosts, ca.Cert.NotAfter)
+}
+
+func (ca *CA) issueUntil(pub crypto.PublicKey, subject pkix.Name, eku []x509.ExtKeyUsage, hosts []string, notAfter time.Time) ([]byte, error) {
 	if ca.Key == nil {
 		return nil, errors.New("cannot issue certificates: CA key not available on this member")
 	}
@@ -208,7 +250,7 @@ func (ca *CA) issue(pub crypto.PublicKey, subject pkix.Name, eku []x509.ExtKeyUs
 		SerialNumber:          sn,
 		Subject:               subject,
 		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              ca.Cert.NotAfter, // no renewal yet: live as long as the CA
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           eku,
 		BasicConstraintsValid: true,

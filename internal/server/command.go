@@ -30,7 +30,13 @@ cluster CA and writes to its data directory, as 0600 files, the admin token
 (admin-token, user root), the join tokens for agents (agent-join-token) and
 controllers (controller-join-token), and the CA certificate (ca.pem) that
 clients need. Other controllers start with --join ADDR and a controller join
-token. Later starts with an initialized data directory need neither.`,
+token. Later starts with an initialized data directory need neither.
+
+Agents with a TPM enroll instead of using a join token. Their EK certificate
+is checked against --tpm-ca-bundle, a PEM file of the TPM vendors' EK CA
+certificates; the bundle is not replicated, so give every controller the
+same file (any of them may become the leader, which does the checking).
+EKs without a verifiable certificate can be approved by an administrator.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -78,6 +84,7 @@ token. Later starts with an initialized data directory need neither.`,
 	f.StringVar(&opts.ConfigFile, "config", "", "cluster configuration file (TOML: cluster_name, [[partitions]])")
 	f.DurationVar(&opts.NodeTimeout, "node-timeout", DefaultNodeTimeout, "mark a node DOWN after this long without a heartbeat")
 	f.StringSliceVar(&opts.TLSNames, "tls-san", nil, "extra host names or IPs for this controller's certificate")
+	f.StringVar(&opts.TPMCABundle, "tpm-ca-bundle", "", "PEM file of TPM manufacturers' EK CA certificates for attestation (give every controller the same file)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

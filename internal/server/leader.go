@@ -62,14 +62,18 @@ func (s *Server) startLeading() (stop func()) {
 	var loops sync.WaitGroup
 	s.log.Info("leading: starting the scheduler and failure detector")
 	s.resetSeen()
+	// Sessions and nonces of an earlier term are gone with it, and every
+	// node gets a fresh grace for its next quote.
+	s.attest.reset(time.Now())
 	loops.Add(1)
 	go func() {
 		defer loops.Done()
 		s.takeOver(ctx)
-		loops.Add(3)
+		loops.Add(4)
 		go func() { defer loops.Done(); s.scheduleLoop(ctx) }()
 		go func() { defer loops.Done(); s.livenessLoop(ctx) }()
 		go func() { defer loops.Done(); s.configLoop(ctx) }()
+		go func() { defer loops.Done(); s.attestLoop(ctx) }()
 	}()
 	return func() {
 		cancel()

@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/pki"
+	"github.com/stockade-hpc/stockade/raftstore"
 )
 
 // Headers between controllers. They are trusted only on connections that
@@ -22,6 +24,9 @@ const (
 	// hdrAgent carries the node name of the agent whose request was
 	// forwarded (its client certificate ends at the follower).
 	hdrAgent = "X-Stockade-Agent"
+	// hdrAgentSerial carries that agent's certificate serial (hex), which
+	// the leader checks against revocations and the node's current one.
+	hdrAgentSerial = "X-Stockade-Agent-Serial"
 )
 
 var errNoLeader = errors.New("no leader elected; retry")
@@ -30,9 +35,10 @@ var errNoLeader = errors.New("no leader elected; retry")
 type mode int
 
 const (
-	local mode = iota // on any controller, from its replica
-	read              // linearizable: on the leader after a read barrier (?stale=true: local)
-	write             // on the leader
+	local    mode = iota // on any controller, from its replica
+	read                 // linearizable: on the leader after a read barrier (?stale=true: local)
+	write                // on the leader
+	onLeader             // on the leader, which alone holds the state it reads (like write)
 )
 
 // access says who may call a route.
@@ -50,6 +56,7 @@ const (
 type caller struct {
 	user       *api.User // user and admin routes
 	node       string    // agent routes: the node name
+	serial     string    // agent routes: the certificate's serial (canonical hex)
 	controller string    // controller routes
 }
 
@@ -83,6 +90,18 @@ func (s *Server) routes() http.Handler {
 	h("GET /v1/agent/work", local, agent, s.handleWork)
 	h("POST /v1/agent/report", write, agent, s.handleReport)
 
+	h("POST /v1/attest/enroll", write, anyone, s.handleEnroll)
+	h("POST /v1/attest/activate", write, anyone, s.handleActivate)
+	h("POST /v1/attest/nonce", write, agent, s.handleAttestNonce)
+	h("POST /v1/attest/quote", write, agent, s.handleAttestQuote)
+	h("GET /v1/attest/policy", read, admin, s.handleGetPolicy)
+	h("PUT /v1/attest/policy", write, admin, s.handlePutPolicy)
+	h("POST /v1/attest/policy/digests", write, admin, s.handleAddDigest)
+	h("GET /v1/audit", read, admin, s.handleAudit)
+	h("POST /v1/nodes/approve", write, admin, s.handleApproveEK)
+	h("POST /v1/nodes/revoke", write, admin, s.handleRevokeNode)
+	h("GET /v1/nodes/{name}/attest-log", onLeader, admin, s.handleAttestLog)
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -97,9 +116,10 @@ func (s *Server) wrap(m mode, a access, fn handler) http.Handler {
 		if role != pki.OUController {
 			r.Header.Del(hdrForwarded)
 			r.Header.Del(hdrAgent)
+			r.Header.Del(hdrAgentSerial)
 		}
 		switch m {
-		case write:
+		case write, onLeader:
 			if !s.node.IsLeader() {
 				s.forward(w, r, role, name)
 				return
@@ -159,15 +179,20 @@ func (s *Server) authenticate(r *http.Request, a access, role, name string) (*ca
 		}
 		return &caller{user: u}, nil
 	case agent:
-		if role == pki.OUAgent {
-			return &caller{node: name}, nil
+		var node, serial string
+		switch {
+		case role == pki.OUAgent:
+			node, serial = name, r.TLS.PeerCertificates[0].SerialNumber.Text(16)
+		case role == pki.OUController && r.Header.Get(hdrAgent) != "":
+			node, serial = r.Header.Get(hdrAgent), r.Header.Get(hdrAgentSerial)
+		default:
+			return nil, errorf(http.StatusForbidden, "agent routes need an agent client certificate")
 		}
-		if role == pki.OUController {
-			if n := r.Header.Get(hdrAgent); n != "" {
-				return &caller{node: n}, nil
-			}
+		serial, _ = raftstore.CanonicalSerial(serial)
+		if err := s.checkAgentCert(r.Context(), node, serial); err != nil {
+			return nil, err
 		}
-		return nil, errorf(http.StatusForbidden, "agent routes need an agent client certificate")
+		return &caller{node: node, serial: serial}, nil
 	case controller:
 		if role == pki.OUController {
 			return &caller{controller: name}, nil
@@ -217,6 +242,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, role, name stri
 			pr.Out.Header.Set(hdrForwarded, s.id)
 			if role == pki.OUAgent {
 				pr.Out.Header.Set(hdrAgent, name)
+				pr.Out.Header.Set(hdrAgentSerial, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
 			}
 		},
 		Transport: s.peerTransport,
@@ -231,4 +257,47 @@ func (s *Server) handleCA(w http.ResponseWriter, r *http.Request, _ *caller) err
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, err := w.Write(s.ca.CertPEM)
 	return err
+}
+
+// agentCertLag bounds how long a follower waits for its replica to catch
+// up with a certificate the leader has just issued.
+const agentCertLag = 2 * time.Second
+
+// checkAgentCert refuses a revoked agent certificate and, for a node
+// admitted on TPM evidence, any certificate but the one issued with its
+// last verdict: renewals supersede older certificates without revoking
+// them. Expired certificates never get here (TLS refuses them).
+func (s *Server) checkAgentCert(ctx context.Context, node, serial string) error {
+	st := s.store()
+	deadline := time.Now().Add(agentCertLag)
+	for {
+		snap := st.Snapshot()
+		superseded, err := agentCertError(snap, node, serial)
+		if err == nil || !superseded || s.node.IsLeader() || !time.Now().Before(deadline) {
+			return err
+		}
+		// A follower may not have applied the renewal that issued this
+		// certificate yet.
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		_, werr := st.WaitForIndex(wctx, snap.Index())
+		cancel()
+		if werr != nil {
+			return err
+		}
+	}
+}
+
+// agentCertError is checkAgentCert's verdict on one state. superseded is
+// true when the certificate is refused only for not being the node's
+// current one, which a newer state may change.
+func agentCertError(snap *raftstore.Snapshot, node, serial string) (superseded bool, err error) {
+	if serial != "" && snap.CertRevoked(serial) {
+		return false, errorf(http.StatusUnauthorized, "%s: certificate %s of node %s is revoked; enroll again", codeCertRevoked, serial, node)
+	}
+	// A node whose current certificate was revoked has no current one.
+	if n := snap.Node(node); trustedNode(n) && (serial == "" || serial != n.CertSerial) {
+		return true, errorf(http.StatusUnauthorized, "%s: certificate %s is not node %s's current one; use the newest or enroll again",
+			codeCertSuperseded, serial, node)
+	}
+	return false, nil
 }

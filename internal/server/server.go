@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stockade-hpc/stockade/attest"
 	"github.com/stockade-hpc/stockade/internal/auth"
 	"github.com/stockade-hpc/stockade/internal/pki"
 	"github.com/stockade-hpc/stockade/raftstore"
@@ -53,7 +54,12 @@ type Options struct {
 	// TLSNames are extra host names or IPs for this controller's
 	// certificate.
 	TLSNames []string
-	Logger   *slog.Logger
+	// TPMCABundle is a PEM file of the TPM manufacturers' EK CA
+	// certificates: enrolling agents whose EK certificate chains to one
+	// are trusted "attested". Every controller needs the same file (it is
+	// not replicated): any of them may lead.
+	TPMCABundle string
+	Logger      *slog.Logger
 
 	// Raft timers (tests shorten them); zero keeps raftstore's defaults.
 	RaftHeartbeatTimeout time.Duration
@@ -104,6 +110,15 @@ type Server struct {
 	seen   map[string]time.Time // leader only: last heartbeat per node
 
 	work *workCache
+
+	// Attestation: the manufacturer roots (nil: none, so EKs can only be
+	// approved), the leader's short-lived state, per-node verdict locks,
+	// and policyMu serializing policy read-modify-writes on the leader.
+	tpmRoots    *x509.CertPool
+	attest      *attestState
+	attestLocks keyedMutex
+	policyMu    sync.Mutex
+	verifier    attest.Verifier
 
 	admitMu   sync.Mutex
 	admitting map[string]bool // controllers being added to Raft
@@ -189,6 +204,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
+	var tpmRoots *x509.CertPool
+	if opts.TPMCABundle != "" {
+		pool, n, err := loadTPMCABundle(opts.TPMCABundle)
+		if err != nil {
+			return nil, err
+		}
+		tpmRoots = pool
+		opts.Logger.Info("TPM manufacturer CA bundle loaded", "file", opts.TPMCABundle, "certificates", n)
+	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -201,6 +225,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		joinSem:   make(chan struct{}, 2),
 		seen:      map[string]time.Time{},
 		work:      newWorkCache(),
+		attest:    newAttestState(),
+		tpmRoots:  tpmRoots,
 		admitting: map[string]bool{},
 		done:      make(chan struct{}),
 	}

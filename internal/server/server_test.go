@@ -101,8 +101,17 @@ type cluster struct {
 
 func bootstrap(t *testing.T) *cluster {
 	t.Helper()
+	return bootstrapWith(t, nil)
+}
+
+// bootstrapWith is bootstrap with options changed by edit (if not nil).
+func bootstrapWith(t *testing.T, edit func(*Options)) *cluster {
+	t.Helper()
 	opts := newOptions(t, "c1")
 	opts.Bootstrap = true
+	if edit != nil {
+		edit(&opts)
+	}
 	c := &cluster{t: t, ctls: []*ctl{startCtl(t, opts)}, dir0: opts.DataDir}
 	tok, err := os.ReadFile(filepath.Join(opts.DataDir, fileAdminToken))
 	if err != nil {
@@ -771,6 +780,20 @@ func TestThreeControllers(t *testing.T) {
 	if resp, err := c.client(alice).HTTP.Do(req); err != nil || resp.StatusCode != 403 {
 		t.Errorf("forged agent header: %v %v", resp.Status, err)
 	}
+
+	// A revoked certificate is refused by the follower (local reads) and by
+	// the leader (forwarded writes carry the agent's serial).
+	serial := ag.HTTP.Transport.(*http.Transport).TLSClientConfig.Certificates[0].Leaf.SerialNumber.Text(16)
+	if err := c.client(c.admin).Do(context.Background(), "POST", "/v1/nodes/revoke",
+		revokeRequest{Node: "node1", Reason: "test", Serial: serial}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.AgentHeartbeat(context.Background(), api.AgentHeartbeat{Name: "node1"}); status(err) != 401 {
+		t.Errorf("forwarded heartbeat with a revoked certificate: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the follower to refuse the revoked certificate", func() bool {
+		return status(ag.Do(context.Background(), "GET", "/v1/agent/work?wait=0s", nil, nil)) == 401
+	})
 
 	// Failover: stop the leader; a follower takes over and writes through
 	// the survivors work.
