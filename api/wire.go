@@ -155,4 +155,8 @@ type JoinResponse struct {
 	CACert      []byte `json:"ca_certificate"`
 	// CAKey is given only to joining controllers, which sign for agents.
 	CAKey []byte `json:"ca_key,omitempty"`
+	// AttestIntervalSec is the policy's re-attestation interval, in the
+	// answers of the attestation routes: the agent must quote well within
+	// it or be evicted.
+	AttestIntervalSec int64 `json:"attest_interval_sec,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -586,7 +587,13 @@ func (a *applier) nodesDown(names []string, reason string, now time.Time) *Nodes
 			continue
 		}
 		c := *n
-		c.State, c.Reason = api.NodeDown, reason
+		c.State = api.NodeDown
+		// An attestation drain keeps its reason: re-admission lifts only
+		// that drain, and it must still recognise it once the node also
+		// stopped answering.
+		if !(c.Drain && strings.HasPrefix(c.Reason, attestDrainPrefix)) {
+			c.Reason = reason
+		}
 		a.putNode(&c)
 		a.endJobs(name, reason, now, false, res)
 	}

@@ -818,3 +818,30 @@ func TestAttestCommandsThroughLog(t *testing.T) {
 		}
 	}
 }
+
+// TestAttestDrainSurvivesNodeDown: a node evicted by attestation that then
+// stops heartbeating keeps its attestation drain reason, so a later
+// re-admission can lift the drain.
+func TestAttestDrainSurvivesNodeDown(t *testing.T) {
+	s := NewStore()
+	idx := uint64(0)
+	apply := func(c Command) any {
+		idx++
+		c.Time = int64(idx) * 1e9
+		return s.ApplyCommand(idx, &c)
+	}
+	apply(Command{Type: CmdSetPartitions, Partitions: []api.Partition{{Name: "p", Nodes: []string{"n1"}, Default: true, Up: true}}})
+	apply(Command{Type: CmdRegisterNode, Register: &api.AgentRegisterRequest{Name: "n1", CPUs: 2, MemoryMB: 1024}})
+	apply(Command{Type: CmdNodeAttested, Attest: &NodeAttestation{Node: "n1", Trust: api.TrustAttested, EKFingerprint: "sha256:" + strings.Repeat("a", 64), CertSerial: "1"}})
+	apply(Command{Type: CmdAttestFailed, Attest: &NodeAttestation{Node: "n1", Code: "pcr-mismatch", Reason: "bad"}})
+	apply(Command{Type: CmdNodesDown, NodeNames: []string{"n1"}, Reason: "Not responding"})
+	n := s.Snapshot().Node("n1")
+	if n.State != api.NodeDown || !n.Drain || !strings.HasPrefix(n.Reason, attestDrainPrefix) {
+		t.Fatalf("after eviction and node down: %+v", n)
+	}
+	apply(Command{Type: CmdRegisterNode, Register: &api.AgentRegisterRequest{Name: "n1", CPUs: 2, MemoryMB: 1024}})
+	apply(Command{Type: CmdNodeAttested, Attest: &NodeAttestation{Node: "n1", Trust: api.TrustAttested, EKFingerprint: "sha256:" + strings.Repeat("a", 64), CertSerial: "2"}})
+	if n := s.Snapshot().Node("n1"); n.Drain || n.State != api.NodeUp {
+		t.Fatalf("re-admitted node still unusable: %+v", n)
+	}
+}

@@ -90,6 +90,9 @@ type agent struct {
 	secondary []uint64
 
 	needRegister atomic.Bool
+	// holdLaunches is set while an evicted node waits to be admitted
+	// again: a work list fetched before the eviction is stale.
+	holdLaunches atomic.Bool
 	registered   chan struct{}
 	regOnce      sync.Once
 	kick         chan struct{}
@@ -104,6 +107,9 @@ func Run(ctx context.Context, opts Options) error {
 	log := opts.Logger.With("node", opts.Name)
 	if err := os.MkdirAll(filepath.Join(opts.StateDir, jobsSubdir), 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
+	}
+	if opts.TPM != "" {
+		return runAttested(ctx, log, opts)
 	}
 	ok, err := enrolled(opts.StateDir)
 	if err != nil {
@@ -127,9 +133,19 @@ func Run(ctx context.Context, opts Options) error {
 	// Controllers are recognized by the CA and their role rather than by
 	// host name, so --servers may name them by any address.
 	tlsConf := id.PeerClientTLS(pki.OUController)
-	inv, err := detectInventory(opts)
+	a, err := newAgent(opts, log, api.NewClient(opts.Servers, "", tlsConf).HTTP)
 	if err != nil {
 		return err
+	}
+	return a.run(ctx)
+}
+
+// newAgent detects the inventory and resumes the job dirs; it makes no
+// request.
+func newAgent(opts Options, log *slog.Logger, hc *http.Client) (*agent, error) {
+	inv, err := detectInventory(opts)
+	if err != nil {
+		return nil, err
 	}
 	a := &agent{
 		opts:       opts,
@@ -137,7 +153,7 @@ func Run(ctx context.Context, opts Options) error {
 		inv:        inv,
 		gpuPath:    map[int]string{},
 		gpuCtl:     gpuControlDevices("/dev"),
-		http:       api.NewClient(opts.Servers, "", tlsConf).HTTP,
+		http:       hc,
 		jobs:       map[jobKey]*localJob{},
 		finished:   map[jobKey]bool{},
 		registered: make(chan struct{}),
@@ -156,17 +172,25 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	a.loadJobs()
 	a.needRegister.Store(true)
-	log.Info("agent starting", "servers", opts.Servers, "cpus", inv.CPUs, "memory_mb", inv.MemoryMB,
+	return a, nil
+}
+
+// run runs the agent's loops, and extra ones (re-attestation), until ctx
+// ends.
+func (a *agent) run(ctx context.Context, extra ...func(context.Context)) error {
+	inv := a.inv
+	a.log.Info("agent starting", "servers", a.opts.Servers, "cpus", inv.CPUs, "memory_mb", inv.MemoryMB,
 		"gpus", inv.GPUs, "features", inv.Features, "pinning", len(inv.CPUIDs) > 0, "jobs", len(a.jobs))
 
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){a.heartbeatLoop, a.workLoop, a.watchLoop} {
+	loops := append([]func(context.Context){a.heartbeatLoop, a.workLoop, a.watchLoop}, extra...)
+	for _, loop := range loops {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
 	wg.Wait()
 	a.launches.Wait()
-	log.Info("agent stopped; jobs keep running in their shims")
+	a.log.Info("agent stopped; jobs keep running in their shims")
 	return nil
 }
 
@@ -409,6 +433,10 @@ func (a *agent) apply(work []api.Job) {
 			a.log.Info("job was cancelled before it started here", "job", act.Key.ID)
 			a.addFinished(act.Key, api.JobCancelled, "cancelled before it started")
 		case actLaunch:
+			if a.holdLaunches.Load() {
+				a.log.Info("not launching: the node was evicted and is not admitted again yet", "job", act.Key.ID)
+				break
+			}
 			a.startLaunch(act.Job)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stockade-hpc/stockade/attest"
 	"github.com/stockade-hpc/stockade/internal/pki"
 	"github.com/stockade-hpc/stockade/internal/sbatch"
 )
@@ -40,7 +41,18 @@ type Options struct {
 	PidsLimit int64
 	// ClusterName is SLURM_CLUSTER_NAME; "" takes it from the cluster CA.
 	ClusterName string
-	Logger      *slog.Logger
+	// TPM names the node's TPM for attestation (see attest.Open): the node
+	// enrolls with it instead of a join token and keeps proving its state.
+	// "" is the join-token path.
+	TPM string
+	// CACertFile is the cluster CA (PEM) that TPM enrollment trusts; the
+	// CA pin of JoinToken, or the CA stored at an earlier enrollment, do
+	// as well.
+	CACertFile string
+	// AttestPCR is the PCR the agent measures itself into; 0 picks
+	// attest.DefaultPCR.
+	AttestPCR int
+	Logger    *slog.Logger
 }
 
 // Defaults for flags and zero Options.
@@ -69,6 +81,20 @@ func NewCommand() *cobra.Command {
 token (the bootstrap controller writes one to agent-join-token in its data
 dir): the agent pins the cluster CA with it and obtains a client certificate
 kept in <state-dir>/tls. Later starts need only --servers.
+
+With --tpm the node proves with its TPM what it is instead: at start the
+agent measures its own binary and its configuration into --attest-pcr
+(once per TPM boot; the event log and the attestation key are kept in
+<state-dir>/tpm), enrolls with its endorsement and attestation keys, and
+then quotes its PCRs every third of the policy interval for a short-lived
+certificate (in <state-dir>/tls). Enrollment trusts the cluster CA given by
+--ca-cert (the ca.pem of a controller's data dir) or pinned by --join-token
+(only its CA hash is used); later starts may omit both and trust the CA
+stored at enrollment. A node the controllers evict has all its jobs killed
+and enrolls again. Changing the agent binary or a measured option (name,
+servers, cpus, memory, gpus, features, netns, pids-limit, cgroup-parent,
+kill-grace, attest-pcr) adds a second measurement, which the policy
+refuses until the TPM is reset (reboot).
 
 Jobs run in detached shims: stopping or restarting the agent does not stop
 them, and their exit status is reported when the agent is back.
@@ -127,6 +153,9 @@ the /dev/nvidiaN devices.`,
 	f.StringVar(&opts.CgroupParent, "cgroup-parent", "", "cgroup under which job cgroups are made (default /stockade/<name>)")
 	f.Int64Var(&opts.PidsLimit, "pids-limit", 0, "maximum tasks per job (default: 4096 or 64 per allocated CPU, whichever is larger)")
 	f.StringVar(&opts.ClusterName, "cluster-name", "", "SLURM_CLUSTER_NAME of jobs (default: the name in the cluster CA)")
+	f.StringVar(&opts.TPM, "tpm", "", "enroll and attest with this TPM: /dev/tpmrm0, swtpm:HOST:PORT or unix:PATH (default: none, join-token enrollment)")
+	f.StringVar(&opts.CACertFile, "ca-cert", "", "cluster CA certificate (PEM) trusted for TPM enrollment, e.g. a controller's <data-dir>/ca.pem")
+	f.IntVar(&opts.AttestPCR, "attest-pcr", attest.DefaultPCR, "PCR the agent measures its binary and configuration into (with --tpm)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -177,6 +206,15 @@ func (o *Options) normalize() error {
 		if _, err := os.Stat(o.NetNS); err != nil {
 			return fmt.Errorf("--netns: %w", err)
 		}
+	}
+	if o.CACertFile != "" && o.TPM == "" {
+		return errors.New("--ca-cert is for TPM enrollment: give --tpm too, or use --join-token")
+	}
+	if o.AttestPCR == 0 {
+		o.AttestPCR = attest.DefaultPCR
+	}
+	if o.AttestPCR < 0 || o.AttestPCR > 23 {
+		return fmt.Errorf("--attest-pcr %d: want a PCR from 1 to 23", o.AttestPCR)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -23,6 +23,9 @@ func TestCommandFlags(t *testing.T) {
 		{"join-token-file", ""},
 		{"pids-limit", "0"},
 		{"cluster-name", ""},
+		{"tpm", ""},
+		{"ca-cert", ""},
+		{"attest-pcr", "15"},
 	}
 	for _, tc := range tests {
 		f := cmd.Flags().Lookup(tc.flag)
@@ -61,6 +64,9 @@ func TestCommandRejectsBadFlags(t *testing.T) {
 		{"missing token file", []string{"--join-token-file", filepath.Join(t.TempDir(), "none")}, "--join-token-file"},
 		{"bad name", []string{"--name", "node/1"}, "--name"},
 		{"malformed token", []string{"--join-token-file", tokenFile}, "join token"},
+		{"CA without TPM", []string{"--ca-cert", tokenFile}, "--ca-cert"},
+		{"bad PCR", []string{"--tpm", "/dev/null", "--attest-pcr", "24"}, "--attest-pcr"},
+		{"no TPM there", []string{"--tpm", filepath.Join(t.TempDir(), "tpm0"), "--ca-cert", tokenFile}, "--tpm"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -185,7 +185,8 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ *calle
 	if !d.OK {
 		return s.refuseActivated(r, sess, d.Code, d.Reason)
 	}
-	cert, certPEM, err := s.ca.IssueAgentFor(sess.name, sess.csrPub, certTTL(s.store().Snapshot().Policy()))
+	p = s.store().Snapshot().Policy()
+	cert, certPEM, err := s.ca.IssueAgentFor(sess.name, sess.csrPub, certTTL(p))
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ *calle
 	s.markSeen(sess.name)
 	s.log.Info("node admitted", "node", sess.name, "trust", sess.trust, "ek", sess.ekFP, "serial", serial,
 		"agent", d.AgentDigest, "expires", cert.NotAfter)
-	writeJSON(w, http.StatusOK, api.JoinResponse{Certificate: certPEM, CACert: s.ca.CertPEM})
+	writeJSON(w, http.StatusOK, api.JoinResponse{Certificate: certPEM, CACert: s.ca.CertPEM, AttestIntervalSec: p.IntervalSec})
 	return nil
 }
 

@@ -103,7 +103,8 @@ func (s *Server) handleAttestQuote(w http.ResponseWriter, r *http.Request, c *ca
 	if !d.OK {
 		return s.evictNode(r.Context(), c.node, d.Code, d.Reason, "")
 	}
-	cert, certPEM, err := s.ca.IssueAgentFor(c.node, csr.PublicKey, certTTL(s.store().Snapshot().Policy()))
+	p = s.store().Snapshot().Policy()
+	cert, certPEM, err := s.ca.IssueAgentFor(c.node, csr.PublicKey, certTTL(p))
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func (s *Server) handleAttestQuote(w http.ResponseWriter, r *http.Request, c *ca
 		return err
 	}
 	s.log.Debug("node attested", "node", c.node, "serial", serial, "expires", cert.NotAfter)
-	writeJSON(w, http.StatusOK, api.JoinResponse{Certificate: certPEM, CACert: s.ca.CertPEM})
+	writeJSON(w, http.StatusOK, api.JoinResponse{Certificate: certPEM, CACert: s.ca.CertPEM, AttestIntervalSec: p.IntervalSec})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,10 +85,14 @@ func freePort(t testing.TB) int {
 // Proc is one process of the cluster.
 type Proc struct {
 	name string
+	bin  string // "" is the binary under test
 	args []string
 	cmd  *exec.Cmd
 	log  string
 }
+
+// Log is the path of the process's log (stdout and stderr).
+func (p *Proc) Log() string { return p.log }
 
 // Cluster is a set of controller and agent processes under one temp dir.
 type Cluster struct {
@@ -98,7 +103,15 @@ type Cluster struct {
 	AdminToken  string
 	CAFile      string
 	Config      string
+	// TPMs are the nodes' software TPMs (Options.TPMNodes), by node name.
+	TPMs map[string]*TPM
+	// TPMCABundle is the PEM file given to controllers as --tpm-ca-bundle:
+	// the TPMs' manufacturer CA (root and intermediate). "" without TPMs.
+	TPMCABundle string
 	linkDir     string
+	// bins are the binaries agents run from other than the one under test
+	// (their job shims are killed by Stop too).
+	bins []string
 }
 
 // Controller is one controller process.
@@ -116,7 +129,11 @@ func (p *Proc) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(stockadeBin, p.args...)
+	bin := p.bin
+	if bin == "" {
+		bin = stockadeBin
+	}
+	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -164,6 +181,29 @@ max_time = "0:10:00"
 // StartCluster starts n controllers and the named agents.
 func StartCluster(t testing.TB, controllers int, agents ...string) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, Options{Controllers: controllers, Agents: agents})
+}
+
+// Options configure StartClusterWith.
+type Options struct {
+	// Controllers is the number of controllers to start.
+	Controllers int
+	// Agents are token-joined agents, started and waited for until idle.
+	Agents []string
+	// Config is the cluster configuration (TOML); "" is a default with
+	// partitions over node[1-2].
+	Config string
+	// TPMNodes each get a software TPM (Cluster.TPMs) before the
+	// controllers start, all from one manufacturer whose CA the
+	// controllers trust (--tpm-ca-bundle). Their agents are not started:
+	// the policy allows no agent binary until an admin adds one (see
+	// StartAgentWith).
+	TPMNodes []string
+}
+
+// StartClusterWith starts a cluster as opts say.
+func StartClusterWith(t testing.TB, opts Options) *Cluster {
+	t.Helper()
 	RequireRoot(t)
 	Binary(t)
 	dir := t.TempDir()
@@ -173,20 +213,29 @@ func StartCluster(t testing.TB, controllers int, agents ...string) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}}
+	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}, TPMs: map[string]*TPM{}}
+	conf := opts.Config
+	if conf == "" {
+		conf = testClusterConfig
+	}
 	cfg := filepath.Join(dir, "cluster.toml")
-	if err := os.WriteFile(cfg, []byte(testClusterConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.Config = cfg
+	// Before Stop is registered, so that cleanup stops the agents before
+	// their TPMs.
+	if len(opts.TPMNodes) > 0 {
+		c.startTPMs(opts.TPMNodes)
+	}
 	t.Cleanup(c.Stop)
-	for i := 0; i < controllers; i++ {
+	for i := 0; i < opts.Controllers; i++ {
 		c.AddController(cfg)
 	}
-	for _, name := range agents {
+	for _, name := range opts.Agents {
 		c.StartAgent(name)
 	}
-	for _, name := range agents {
+	for _, name := range opts.Agents {
 		c.WaitFor(60*time.Second, "node "+name+" idle", func() bool {
 			out, _, _ := c.CLI("", "sinfo", "-h", "-N", "-n", name, "-o", "%t")
 			return strings.TrimSpace(out) == "idle"
@@ -207,6 +256,9 @@ func (c *Cluster) AddController(cfg string) *Controller {
 	ctl.log = filepath.Join(c.Dir, ctl.ID+".log")
 	ctl.args = []string{"server", "--id", ctl.ID, "--data-dir", ctl.DataDir, "--listen", ctl.APIAddr,
 		"--raft", ctl.RaftAddr, "--config", cfg, "--node-timeout", "4s"}
+	if c.TPMCABundle != "" {
+		ctl.args = append(ctl.args, "--tpm-ca-bundle", c.TPMCABundle)
+	}
 	if n == 1 {
 		ctl.args = append(ctl.args, "--bootstrap")
 	} else {
@@ -242,22 +294,53 @@ func (c *Cluster) AddController(cfg string) *Controller {
 	return ctl
 }
 
-// StartAgent starts (or restarts) an agent for a node.
+// StartAgent starts (or restarts) an agent for a node. A node with a TPM
+// (Options.TPMNodes) enrolls with it; the others join with the agent join
+// token.
 func (c *Cluster) StartAgent(name string) *Proc {
+	c.t.Helper()
+	return c.StartAgentWith(name, AgentOptions{})
+}
+
+// AgentOptions configure StartAgentWith.
+type AgentOptions struct {
+	// Binary is the stockade binary the agent runs, e.g. a modified copy;
+	// "" is the binary under test.
+	Binary string
+	// Args are more agent flags.
+	Args []string
+}
+
+// StartAgentWith starts an agent as opts say, or restarts it with the
+// options it was first started with.
+func (c *Cluster) StartAgentWith(name string, opts AgentOptions) *Proc {
 	t := c.t
 	t.Helper()
 	p := c.Agents[name]
 	if p == nil {
-		p = &Proc{name: name, log: filepath.Join(c.Dir, name+".log")}
+		p = &Proc{name: name, bin: opts.Binary, log: filepath.Join(c.Dir, name+".log")}
 		p.args = []string{"agent", "--name", name, "--servers", strings.Join(c.APIAddrs(), ","),
-			"--state-dir", filepath.Join(c.Dir, name), "--join-token-file",
-			filepath.Join(c.Controllers[0].DataDir, "agent-join-token"),
+			"--state-dir", c.AgentStateDir(name),
 			"--cpus", "2", "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s",
 			"--cgroup-parent", c.cgroupParent() + "/" + name}
+		if tpm := c.TPMs[name]; tpm != nil {
+			p.args = append(p.args, "--tpm", tpm.Spec, "--ca-cert", c.CAFile)
+		} else {
+			p.args = append(p.args, "--join-token-file", filepath.Join(c.Controllers[0].DataDir, "agent-join-token"))
+		}
+		p.args = append(p.args, opts.Args...)
+		if opts.Binary != "" && !slices.Contains(c.bins, opts.Binary) {
+			c.bins = append(c.bins, opts.Binary)
+		}
 		c.Agents[name] = p
 	}
 	p.start(t)
 	return p
+}
+
+// AgentStateDir is the --state-dir of a node's agent.
+func (c *Cluster) AgentStateDir(name string) string {
+	return filepath.Join(c.Dir, name)
 }
 
 func (c *Cluster) APIAddrs() []string {
@@ -276,7 +359,9 @@ func (c *Cluster) Stop() {
 	for _, ctl := range c.Controllers {
 		ctl.Stop()
 	}
-	exec.Command("pkill", "-KILL", "-f", stockadeBin+" shim "+c.Dir).Run()
+	for _, bin := range append([]string{stockadeBin}, c.bins...) {
+		exec.Command("pkill", "-KILL", "-f", bin+" shim "+c.Dir).Run()
+	}
 	// Jobs whose shim was killed with their agent are still in their
 	// cgroups: end them so the next cluster starts clean.
 	killCgroupTree(c.cgroupParent())
