@@ -30,6 +30,7 @@ import (
 //	def_mem_per_cpu = "256M"          # K/M/G/T suffix, MiB without one; 0: none
 //	priority_tier = 1
 //	state = "UP"                      # UP or DOWN
+//	require_trust = "attested"        # "", "approved" or "attested": nodes' TPM trust tier
 //
 // Times may also be integers (minutes, as in slurm.conf). Unknown keys are
 // errors. The leader applies the partitions whenever they differ from the
@@ -203,6 +204,16 @@ func parsePartition(tbl map[string]any) (PartitionConfig, error) {
 			default:
 				return p, kerr(k, "want UP or DOWN, got %v", quoteAny(v))
 			}
+		case "require_trust":
+			s, _ := v.(string)
+			switch t := api.Trust(strings.ToLower(s)); t {
+			case "", api.TrustNone:
+				p.RequireTrust = ""
+			case api.TrustApproved, api.TrustAttested:
+				p.RequireTrust = t
+			default:
+				return p, kerr(k, "want approved or attested, got %v", quoteAny(v))
+			}
 		default:
 			return p, kerr(k, "unknown key")
 		}
@@ -306,7 +317,7 @@ func partitionsEqual(want []api.Partition, have []*api.Partition) bool {
 		if w.Name != h.Name || w.Default != h.Default || w.Up != h.Up || w.MaxTimeSec != h.MaxTimeSec ||
 			w.DefaultTimeSec != h.DefaultTimeSec || w.MaxNodes != h.MaxNodes ||
 			w.DefMemPerCPUMB != h.DefMemPerCPUMB || w.PriorityTier != h.PriorityTier ||
-			!slices.Equal(w.Nodes, h.Nodes) {
+			w.RequireTrust != h.RequireTrust || !slices.Equal(w.Nodes, h.Nodes) {
 			return false
 		}
 	}

@@ -21,6 +21,7 @@ max_nodes = 0
 def_mem_per_cpu = "256M"
 priority_tier = 1
 state = "UP"
+require_trust = "attested"
 
 [[partitions]]
 name = "gpu"
@@ -41,7 +42,10 @@ nodes = "ALL"
 	}
 	b := c.Partitions[0]
 	want := api.Partition{Name: "batch", Nodes: []string{"node1", "node2"}, Default: true, Up: true,
-		MaxTimeSec: 86400, DefaultTimeSec: 3600, DefMemPerCPUMB: 256, PriorityTier: 1}
+		MaxTimeSec: 86400, DefaultTimeSec: 3600, DefMemPerCPUMB: 256, PriorityTier: 1, RequireTrust: api.TrustAttested}
+	if b.RequireTrust != want.RequireTrust {
+		t.Errorf("batch require_trust = %q", b.RequireTrust)
+	}
 	if b.Name != want.Name || !slices.Equal(b.Nodes, want.Nodes) || b.Default != want.Default || b.Up != want.Up ||
 		b.MaxTimeSec != want.MaxTimeSec || b.DefaultTimeSec != want.DefaultTimeSec ||
 		b.DefMemPerCPUMB != want.DefMemPerCPUMB || b.PriorityTier != want.PriorityTier {
@@ -100,6 +104,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad mem", part(`def_mem_per_cpu = "lots"`), `partitions[0].def_mem_per_cpu: invalid size "lots"`},
 		{"bad state", part(`state = "MAYBE"`), `partitions[0].state: want UP or DOWN, got "MAYBE"`},
 		{"bad tier", part(`priority_tier = -1`), "partitions[0].priority_tier"},
+		{"bad trust", part(`require_trust = "trusted"`), "partitions[0].require_trust"},
 		{"bad max_nodes", part(`max_nodes = "two"`), "partitions[0].max_nodes"},
 		{"bad default", part(`default = "yes"`), "partitions[0].default"},
 		{"no name", "[[partitions]]\nnodes = \"n1\"", "partitions[0].name: required"},
