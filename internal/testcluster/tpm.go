@@ -37,6 +37,12 @@ type TPM struct {
 // tpmCADir is the manufacturer CA shared by a cluster's TPMs.
 const tpmCADir = "tpm-ca"
 
+// TPMCADir is the directory of the manufacturer CA the cluster's TPMs share
+// (and its controllers trust): attesttest.SwtpmConfig{CADir: c.TPMCADir()}
+// manufactures another TPM of that vendor. Manufacture one at a time, as
+// the CA's serial number file is shared.
+func (c *Cluster) TPMCADir() string { return filepath.Join(c.Dir, tpmCADir) }
+
 // startTPMs manufactures a TPM per node (one after another: they share
 // the CA's serial number file) and writes the CA bundle controllers get.
 func (c *Cluster) startTPMs(nodes []string) {
