@@ -55,3 +55,35 @@ func BindNonce(nonce, tlsPublicKey []byte) []byte {
 	h.Write(k[:])
 	return h.Sum(nil)
 }
+
+// Bodies of the attestation routes (docs/api.md "Attestation (TPM)"),
+// shared by the agent that sends them and the controllers that answer.
+type (
+	// EnrollRequest starts an enrollment: who the node is and the key it
+	// wants certified.
+	EnrollRequest struct {
+		Name     string    `json:"name"`
+		Identity *Identity `json:"identity"`
+		CSR      []byte    `json:"csr"` // PEM
+	}
+	EnrollResponse struct {
+		Session   string     `json:"session"`
+		Challenge *Challenge `json:"challenge"`
+	}
+	// ActivateRequest proves the AK lives with the EK and sends the first quote.
+	ActivateRequest struct {
+		Session string `json:"session"`
+		Secret  []byte `json:"secret"`
+		Quote   *Quote `json:"quote"`
+	}
+	NonceResponse struct {
+		Nonce []byte `json:"nonce"`
+	}
+	// QuoteRequest is a re-attestation: a quote over a fresh nonce and the
+	// key of the renewed certificate.
+	QuoteRequest struct {
+		Nonce []byte `json:"nonce"`
+		Quote *Quote `json:"quote"`
+		CSR   []byte `json:"csr"` // PEM
+	}
+)

@@ -45,32 +45,6 @@ const (
 	minRequote = time.Second
 )
 
-// Wire types of the attestation routes (docs/api.md "Attestation (TPM)").
-type (
-	attestEnrollRequest struct {
-		Name     string           `json:"name"`
-		Identity *attest.Identity `json:"identity"`
-		CSR      []byte           `json:"csr"` // PEM
-	}
-	attestEnrollResponse struct {
-		Session   string            `json:"session"`
-		Challenge *attest.Challenge `json:"challenge"`
-	}
-	attestActivateRequest struct {
-		Session string        `json:"session"`
-		Secret  []byte        `json:"secret"`
-		Quote   *attest.Quote `json:"quote"`
-	}
-	attestNonceResponse struct {
-		Nonce []byte `json:"nonce"`
-	}
-	attestQuoteRequest struct {
-		Nonce []byte        `json:"nonce"`
-		Quote *attest.Quote `json:"quote"`
-		CSR   []byte        `json:"csr"` // PEM
-	}
-)
-
 // ---- what the agent measures ----
 
 // measuredConfig is the configuration measured into the agent PCR: the
@@ -343,24 +317,7 @@ func controllerTLS(ca *x509.Certificate) *tls.Config {
 		MinVersion:         tls.VersionTLS13,
 		RootCAs:            roots, // unused by the handshake; documents the trust
 		InsecureSkipVerify: true,  // replaced by VerifyConnection: CA + role
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("controller sent no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("controller certificate: %w", err)
-			}
-			if pki.Role(leaf) != pki.OUController {
-				return fmt.Errorf("peer %q is not a controller", leaf.Subject.CommonName)
-			}
-			return nil
-		},
+		VerifyConnection:   pki.VerifyPeer(roots, pki.OUController),
 	}
 }
 
@@ -820,9 +777,9 @@ func (m *attestor) enroll(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, attestTimeout)
 	defer cancel()
-	var er attestEnrollResponse
+	var er attest.EnrollResponse
 	err = m.enrollCl.Do(rctx, http.MethodPost, "/v1/attest/enroll",
-		attestEnrollRequest{Name: m.opts.Name, Identity: id, CSR: csr}, &er)
+		attest.EnrollRequest{Name: m.opts.Name, Identity: id, CSR: csr}, &er)
 	if err != nil {
 		return stepErr(stepEnroll, err)
 	}
@@ -839,7 +796,7 @@ func (m *attestor) enroll(ctx context.Context) error {
 	}
 	var jr api.JoinResponse
 	err = m.enrollCl.Do(rctx, http.MethodPost, "/v1/attest/activate",
-		attestActivateRequest{Session: er.Session, Secret: secret, Quote: q}, &jr)
+		attest.ActivateRequest{Session: er.Session, Secret: secret, Quote: q}, &jr)
 	if err != nil {
 		return stepErr(stepActivate, err)
 	}
@@ -855,7 +812,7 @@ func (m *attestor) requote(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, attestTimeout)
 	defer cancel()
-	var nr attestNonceResponse
+	var nr attest.NonceResponse
 	if err := m.cl.Do(rctx, http.MethodPost, "/v1/attest/nonce", struct{}{}, &nr); err != nil {
 		return stepErr(stepNonce, err)
 	}
@@ -868,7 +825,7 @@ func (m *attestor) requote(ctx context.Context) error {
 	}
 	var jr api.JoinResponse
 	if err := m.cl.Do(rctx, http.MethodPost, "/v1/attest/quote",
-		attestQuoteRequest{Nonce: nr.Nonce, Quote: q, CSR: csr}, &jr); err != nil {
+		attest.QuoteRequest{Nonce: nr.Nonce, Quote: q, CSR: csr}, &jr); err != nil {
 		return stepErr(stepQuote, err)
 	}
 	return stepErr(stepLocal, m.install(key, &jr))

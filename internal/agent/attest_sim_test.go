@@ -156,7 +156,7 @@ func (f *fakeController) enroll(w http.ResponseWriter, r *http.Request) {
 		fail(w, 400, "enrollment with a client certificate")
 		return
 	}
-	var req attestEnrollRequest
+	var req attest.EnrollRequest
 	if err := decodeStrict(r, &req); err != nil || req.Name != "node1" || req.Identity == nil {
 		fail(w, 400, fmt.Sprintf("bad enroll request: %v", err))
 		return
@@ -174,7 +174,7 @@ func (f *fakeController) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	id := randHex(f.t)
 	f.sessions[id] = &fakeSession{id: req.Identity, secret: secret, nonce: ch.Nonce, csrPub: csr.PublicKey, csrKey: key}
-	reply(w, attestEnrollResponse{Session: id, Challenge: ch})
+	reply(w, attest.EnrollResponse{Session: id, Challenge: ch})
 }
 
 func (f *fakeController) activate(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +183,7 @@ func (f *fakeController) activate(w http.ResponseWriter, r *http.Request) {
 	if !f.begin(w, "activate") {
 		return
 	}
-	var req attestActivateRequest
+	var req attest.ActivateRequest
 	if err := decodeStrict(r, &req); err != nil {
 		fail(w, 400, err.Error())
 		return
@@ -228,7 +228,7 @@ func (f *fakeController) nonce(w http.ResponseWriter, r *http.Request) {
 	n := randHex(f.t)
 	f.nonces[n] = true
 	b, _ := hex.DecodeString(n)
-	reply(w, attestNonceResponse{Nonce: b})
+	reply(w, attest.NonceResponse{Nonce: b})
 }
 
 func (f *fakeController) quote(w http.ResponseWriter, r *http.Request) {
@@ -237,7 +237,7 @@ func (f *fakeController) quote(w http.ResponseWriter, r *http.Request) {
 	if !f.begin(w, "quote") || !f.caller(w, r) {
 		return
 	}
-	var req attestQuoteRequest
+	var req attest.QuoteRequest
 	if err := decodeStrict(r, &req); err != nil {
 		fail(w, 400, err.Error())
 		return
@@ -392,7 +392,7 @@ func TestAttestorLifecycle(t *testing.T) {
 			t.Fatal("renewal failed")
 		}
 		cl := &api.Client{Servers: []string{f.addr()}, HTTP: &http.Client{Transport: m.rt}}
-		var nr attestNonceResponse
+		var nr attest.NonceResponse
 		if err := cl.Do(ctx, http.MethodPost, "/v1/attest/nonce", struct{}{}, &nr); err != nil {
 			t.Fatalf("request with the current certificate: %v", err)
 		}

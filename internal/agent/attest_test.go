@@ -338,11 +338,11 @@ func TestAttestWireNames(t *testing.T) {
 		v    any
 		keys []string
 	}{
-		{attestEnrollRequest{}, []string{"name", "identity", "csr"}},
-		{attestActivateRequest{}, []string{"session", "secret", "quote"}},
-		{attestQuoteRequest{}, []string{"nonce", "quote", "csr"}},
-		{attestEnrollResponse{}, []string{"session", "challenge"}},
-		{attestNonceResponse{}, []string{"nonce"}},
+		{attest.EnrollRequest{}, []string{"name", "identity", "csr"}},
+		{attest.ActivateRequest{}, []string{"session", "secret", "quote"}},
+		{attest.QuoteRequest{}, []string{"nonce", "quote", "csr"}},
+		{attest.EnrollResponse{}, []string{"session", "challenge"}},
+		{attest.NonceResponse{}, []string{"nonce"}},
 		{api.JoinResponse{AttestIntervalSec: 1}, []string{"certificate", "ca_certificate", "attest_interval_sec"}},
 	}
 	for _, tc := range tests {

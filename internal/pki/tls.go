@@ -113,24 +113,7 @@ func (id *Identity) PeerClientTLS(role string) *tls.Config {
 		Certificates:       []tls.Certificate{id.Cert},
 		RootCAs:            pool, // unused by the handshake; documents the trust
 		InsecureSkipVerify: true, // replaced by VerifyConnection: CA + role
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("peer sent no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			leaf := cs.PeerCertificates[0]
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("peer certificate: %w", err)
-			}
-			if Role(leaf) != role {
-				return fmt.Errorf("peer %q is not a %s", leaf.Subject.CommonName, role)
-			}
-			return nil
-		},
+		VerifyConnection:   VerifyPeer(pool, role),
 	}
 }
 
@@ -153,4 +136,29 @@ func PeerRole(cs *tls.ConnectionState) (role, name string) {
 	}
 	leaf := cs.PeerCertificates[0]
 	return Role(leaf), leaf.Subject.CommonName
+}
+
+// VerifyPeer checks a server's chain against the cluster CA and its role
+// (the OU), not its host name: members and agents may address controllers
+// by any IP or name. Use it as tls.Config.VerifyConnection together with
+// InsecureSkipVerify, which it replaces.
+func VerifyPeer(roots *x509.CertPool, role string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("peer sent no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		leaf := cs.PeerCertificates[0]
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+		if Role(leaf) != role {
+			return fmt.Errorf("peer %q is not a %s", leaf.Subject.CommonName, role)
+		}
+		return nil
+	}
 }

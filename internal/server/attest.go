@@ -27,31 +27,9 @@ import (
 // (agents simply start over), while what must survive (trust, EK, AK,
 // certificate serial, audit) is in Raft.
 
-// Wire types of the attestation routes (docs/api.md). []byte fields are
-// base64 in JSON, as in api.JoinRequest.
+// Bodies of the admin attestation routes (docs/api.md); the agent's are in
+// package attest.
 type (
-	enrollRequest struct {
-		Name     string           `json:"name"`
-		Identity *attest.Identity `json:"identity"`
-		CSR      []byte           `json:"csr"` // PEM
-	}
-	enrollResponse struct {
-		Session   string            `json:"session"`
-		Challenge *attest.Challenge `json:"challenge"`
-	}
-	activateRequest struct {
-		Session string        `json:"session"`
-		Secret  []byte        `json:"secret"`
-		Quote   *attest.Quote `json:"quote"`
-	}
-	nonceResponse struct {
-		Nonce []byte `json:"nonce"`
-	}
-	quoteRequest struct {
-		Nonce []byte        `json:"nonce"`
-		Quote *attest.Quote `json:"quote"`
-		CSR   []byte        `json:"csr"` // PEM
-	}
 	digestRequest struct {
 		Digest string `json:"digest"`
 	}

@@ -24,7 +24,7 @@ const maxAttestLogs = 10000
 // shows its EK and AK; if the EK is trusted it gets a credential only its
 // TPM can activate and a nonce for its first quote.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	var req enrollRequest
+	var req attest.EnrollRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, _ *caller)
 		return err
 	}
 	s.log.Info("enrollment challenge sent", "node", req.Name, "ek", e.ekFP, "trust", trust, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, enrollResponse{Session: id, Challenge: ch})
+	writeJSON(w, http.StatusOK, attest.EnrollResponse{Session: id, Challenge: ch})
 	return nil
 }
 
@@ -75,7 +75,7 @@ type enrollment struct {
 }
 
 // checkEnroll is handleEnroll's validation of the request's form.
-func checkEnroll(req *enrollRequest) (*enrollment, error) {
+func checkEnroll(req *attest.EnrollRequest) (*enrollment, error) {
 	if err := pki.ValidName(req.Name); err != nil {
 		return nil, badRequest("name: %s", err)
 	}
@@ -147,7 +147,7 @@ func ekTrust(snap *raftstore.Snapshot, id *attest.Identity, ekPub crypto.PublicK
 // proves the AK lives in the TPM of the EK; the first quote, bound to the
 // requested certificate's key, must satisfy the policy.
 func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	var req activateRequest
+	var req attest.ActivateRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}

@@ -135,8 +135,8 @@ func (n *simNode) enroll(c *cluster, name string, id *attest.Identity) (*agentCe
 	defer cancel()
 	key, csr, keyDER := newCSR(n.t, name)
 	cl := c.client("")
-	var er enrollResponse
-	if err := cl.Do(ctx, "POST", "/v1/attest/enroll", enrollRequest{Name: name, Identity: id, CSR: csr}, &er); err != nil {
+	var er attest.EnrollResponse
+	if err := cl.Do(ctx, "POST", "/v1/attest/enroll", attest.EnrollRequest{Name: name, Identity: id, CSR: csr}, &er); err != nil {
 		return nil, err
 	}
 	secret, err := n.ag.Activate(er.Challenge)
@@ -148,7 +148,7 @@ func (n *simNode) enroll(c *cluster, name string, id *attest.Identity) (*agentCe
 		n.t.Fatal(err)
 	}
 	var jr api.JoinResponse
-	if err := cl.Do(ctx, "POST", "/v1/attest/activate", activateRequest{Session: er.Session, Secret: secret, Quote: q}, &jr); err != nil {
+	if err := cl.Do(ctx, "POST", "/v1/attest/activate", attest.ActivateRequest{Session: er.Session, Secret: secret, Quote: q}, &jr); err != nil {
 		return nil, err
 	}
 	return newAgentCert(n.t, c, key, &jr), nil
@@ -156,20 +156,20 @@ func (n *simNode) enroll(c *cluster, name string, id *attest.Identity) (*agentCe
 
 // renew asks for a nonce and sends a quote with ac; it returns the quote
 // request too, to replay it.
-func (n *simNode) renew(c *cluster, ac *agentCert) (*agentCert, quoteRequest, error) {
+func (n *simNode) renew(c *cluster, ac *agentCert) (*agentCert, attest.QuoteRequest, error) {
 	n.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var nr nonceResponse
+	var nr attest.NonceResponse
 	if err := ac.cl.Do(ctx, "POST", "/v1/attest/nonce", struct{}{}, &nr); err != nil {
-		return nil, quoteRequest{}, err
+		return nil, attest.QuoteRequest{}, err
 	}
 	key, csr, keyDER := newCSR(n.t, n.name)
 	q, err := n.ag.Quote(attest.BindNonce(nr.Nonce, keyDER), nil)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	req := quoteRequest{Nonce: nr.Nonce, Quote: q, CSR: csr}
+	req := attest.QuoteRequest{Nonce: nr.Nonce, Quote: q, CSR: csr}
 	var jr api.JoinResponse
 	if err := ac.cl.Do(ctx, "POST", "/v1/attest/quote", req, &jr); err != nil {
 		return nil, req, err
@@ -417,7 +417,7 @@ func TestAttestation(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantRefused(t, heartbeat(ac2, "node2"), 401, codeCertRevoked)
-		var nr nonceResponse
+		var nr attest.NonceResponse
 		wantRefused(t, ac2.cl.Do(ctx, "POST", "/v1/attest/nonce", struct{}{}, &nr), 401, codeCertRevoked)
 		if n := getNode(t, admin, "node2"); n.Trust != api.TrustNone || !n.Drain {
 			t.Fatalf("revoked node: %+v", n)

@@ -260,22 +260,22 @@ func TestCheckEnroll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := func() *enrollRequest {
+	good := func() *attest.EnrollRequest {
 		id := &attest.Identity{EKPublic: ekDER}
 		id.AK.Public = []byte{1}
-		return &enrollRequest{Name: "n1", Identity: id, CSR: csr}
+		return &attest.EnrollRequest{Name: "n1", Identity: id, CSR: csr}
 	}
 	tests := []struct {
 		name string
-		edit func(*enrollRequest)
+		edit func(*attest.EnrollRequest)
 		want string // error prefix; "" passes
 	}{
-		{"good", func(*enrollRequest) {}, ""},
-		{"bad name", func(r *enrollRequest) { r.Name = "../x" }, "name:"},
-		{"no CSR", func(r *enrollRequest) { r.CSR = nil }, "csr:"},
-		{"no identity", func(r *enrollRequest) { r.Identity = nil }, "identity:"},
-		{"bad EK", func(r *enrollRequest) { r.Identity.EKPublic = []byte("x") }, "identity.ek_public:"},
-		{"no AK", func(r *enrollRequest) { r.Identity.AK.Public = nil }, "identity.ak:"},
+		{"good", func(*attest.EnrollRequest) {}, ""},
+		{"bad name", func(r *attest.EnrollRequest) { r.Name = "../x" }, "name:"},
+		{"no CSR", func(r *attest.EnrollRequest) { r.CSR = nil }, "csr:"},
+		{"no identity", func(r *attest.EnrollRequest) { r.Identity = nil }, "identity:"},
+		{"bad EK", func(r *attest.EnrollRequest) { r.Identity.EKPublic = []byte("x") }, "identity.ek_public:"},
+		{"no AK", func(r *attest.EnrollRequest) { r.Identity.AK.Public = nil }, "identity.ak:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,11 +347,11 @@ func TestAttestWire(t *testing.T) {
 		v    any
 		keys []string
 	}{
-		{"enroll request", enrollRequest{Identity: &attest.Identity{}}, []string{"name", "identity", "csr"}},
-		{"enroll response", enrollResponse{}, []string{"session", "challenge"}},
-		{"activate request", activateRequest{}, []string{"session", "secret", "quote"}},
-		{"nonce response", nonceResponse{}, []string{"nonce"}},
-		{"quote request", quoteRequest{}, []string{"nonce", "quote", "csr"}},
+		{"enroll request", attest.EnrollRequest{Identity: &attest.Identity{}}, []string{"name", "identity", "csr"}},
+		{"enroll response", attest.EnrollResponse{}, []string{"session", "challenge"}},
+		{"activate request", attest.ActivateRequest{}, []string{"session", "secret", "quote"}},
+		{"nonce response", attest.NonceResponse{}, []string{"nonce"}},
+		{"quote request", attest.QuoteRequest{}, []string{"nonce", "quote", "csr"}},
 		{"digest request", digestRequest{}, []string{"digest"}},
 		{"approve request", approveRequest{}, []string{"fingerprint", "comment"}},
 		{"revoke request", revokeRequest{Serial: "1"}, []string{"node", "reason", "serial"}},

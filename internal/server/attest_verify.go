@@ -34,7 +34,7 @@ func (s *Server) handleAttestNonce(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonceResponse{Nonce: nonce})
+	writeJSON(w, http.StatusOK, attest.NonceResponse{Nonce: nonce})
 	return nil
 }
 
@@ -50,7 +50,7 @@ func notAttested(name string, n *api.Node) error {
 // nonce, bound to the key of its next certificate, renews its certificate
 // or evicts it.
 func (s *Server) handleAttestQuote(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req quoteRequest
+	var req attest.QuoteRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
