@@ -189,6 +189,15 @@ type Job struct {
 	CancelRequested bool   `json:"cancel_requested,omitempty"`
 	FailReason      string `json:"fail_reason,omitempty"`
 	ModifyIndex     uint64 `json:"modify_index"`
+	// ExpectedStart is the scheduler's latest estimate of a pending job's
+	// start (squeue --start). It is not replicated: the leader fills it in
+	// answers from its last pass.
+	ExpectedStart time.Time `json:"expected_start,omitzero"`
+	// PreemptedAt is when preemption asked a running job to stop; the
+	// agent gives it its QoS grace time, then kills it.
+	PreemptedAt time.Time `json:"preempted_at,omitzero"`
+	// GraceTimeSec is the grace a preempted job gets before SIGKILL.
+	GraceTimeSec int64 `json:"grace_time_sec,omitempty"`
 }
 
 // DisplayID is the id as squeue prints it: 123 or 123_4.
@@ -284,6 +293,11 @@ type Partition struct {
 	// jobs: "" any, TrustApproved approved or attested, TrustAttested only
 	// attested.
 	RequireTrust Trust `json:"require_trust,omitempty"`
+	// AllowAccounts and AllowQOS restrict who may submit (empty: all).
+	AllowAccounts []string `json:"allow_accounts,omitempty"`
+	AllowQOS      []string `json:"allow_qos,omitempty"`
+	// ExclusiveNodes is OverSubscribe=EXCLUSIVE: every job gets whole nodes.
+	ExclusiveNodes bool `json:"exclusive_nodes,omitempty"`
 }
 
 // User is an account holder. TokenHash is an Argon2id PHC string; the token

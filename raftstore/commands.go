@@ -34,6 +34,14 @@ const (
 	CmdAttestFailed
 	CmdRefused
 	CmdRevokeCert
+	// Scheduling policy (sacctmgr, scontrol reservation, scheduler config).
+	CmdAccounting
+	CmdSetReservation
+	CmdDeleteReservation
+	CmdSetSchedConfig
+	// Job steps (srun).
+	CmdCreateStep
+	CmdStepReport
 )
 
 // Command is one log entry. Time (Unix nanoseconds) is chosen by the
@@ -82,6 +90,19 @@ type Command struct {
 	// Actor is the authenticated admin behind the command, for the audit
 	// log ("" for the controllers' own verifier).
 	Actor string `json:"actor,omitempty"`
+
+	// Accounting is an sacctmgr change, applied all or nothing
+	// (CmdAccounting).
+	Accounting *api.AccountingRequest `json:"accounting,omitempty"`
+	// Reservation is created or replaced (CmdSetReservation) or, by name,
+	// deleted (CmdDeleteReservation).
+	Reservation *api.Reservation `json:"reservation,omitempty"`
+	// SchedConfig replaces the scheduler configuration (CmdSetSchedConfig).
+	SchedConfig *api.SchedConfig `json:"sched_config,omitempty"`
+	// Step is a new step (CmdCreateStep); the state machine assigns its id.
+	Step *api.JobStep `json:"step,omitempty"`
+	// StepReport is a finished task (CmdStepReport).
+	StepReport *api.StepReport `json:"step_report,omitempty"`
 }
 
 // NodeAttestation is the verifier's verdict on one node, for

@@ -14,11 +14,12 @@ import (
 
 // The snapshot stream is JSON lines: a header, then one record per line.
 // Records use the wire types, so the format changes only with api.
-// Version 2 added the attestation tables; version 1 streams, which lack
-// them, are still read.
+// Version 2 added the attestation tables, version 3 the scheduling
+// policy tables and job steps; older streams, which lack them, are still
+// read.
 const (
 	snapshotFormat     = "stockade-state"
-	snapshotVersion    = 2
+	snapshotVersion    = 3
 	snapshotMinVersion = 1
 )
 
@@ -53,6 +54,12 @@ var snapTables = []struct{ kind, table string }{
 	{"approved_ek", tApprovedEKs},
 	{"revoked_cert", tRevoked},
 	{"audit", tAudit},
+	{"qos", tQOS},
+	{"assoc", tAssocs},
+	{"fairshare_usage", tUsage},
+	{"reservation", tResv},
+	{"sched_config", tSchedConfig},
+	{"step", tSteps},
 }
 
 // WriteTo writes the whole state as a versioned JSON-lines stream, the
@@ -169,6 +176,18 @@ func decodeRecord(rec *snapRecordIn) (any, string, error) {
 		obj, table = &api.RevokedCert{}, tRevoked
 	case "audit":
 		obj, table = &api.AuditRecord{}, tAudit
+	case "qos":
+		obj, table = &api.QOS{}, tQOS
+	case "assoc":
+		obj, table = &api.Association{}, tAssocs
+	case "fairshare_usage":
+		obj, table = &api.FairShareUsage{}, tUsage
+	case "reservation":
+		obj, table = &api.Reservation{}, tResv
+	case "sched_config":
+		obj, table = &schedConfigRow{}, tSchedConfig
+	case "step":
+		obj, table = &api.JobStep{}, tSteps
 	default:
 		return nil, "", fmt.Errorf("unknown record kind %q", rec.Kind)
 	}

@@ -40,8 +40,8 @@ func (s *Snapshot) NextJobID() uint64 { return s.meta.NextJobID }
 // this keeps a Snapshot safe to share between goroutines.
 func (s *Snapshot) txn() *memdb.Txn { return s.db.Txn(false) }
 
-func first[T any](s *Snapshot, table, index string, arg any) *T {
-	raw, err := s.txn().First(table, index, arg)
+func first[T any](s *Snapshot, table, index string, args ...any) *T {
+	raw, err := s.txn().First(table, index, args...)
 	if err != nil || raw == nil {
 		return nil
 	}
@@ -224,4 +224,55 @@ func (s *Snapshot) Audit(node string, since uint64, limit int) []*api.AuditRecor
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// QOSList returns every QoS in name order.
+func (s *Snapshot) QOSList() []*api.QOS { return list[api.QOS](s, tQOS, iID) }
+
+// QOS looks up a QoS by name (nil if unknown).
+func (s *Snapshot) QOS(name string) *api.QOS { return first[api.QOS](s, tQOS, iID, name) }
+
+// Associations returns every association in key order.
+func (s *Snapshot) Associations() []*api.Association {
+	return list[api.Association](s, tAssocs, iID)
+}
+
+// Association looks up the association of user in account (user "" for
+// the account's own).
+func (s *Snapshot) Association(account, user string) *api.Association {
+	return first[api.Association](s, tAssocs, iID, api.AssocKey(account, user))
+}
+
+// FairShareUsage returns the stored decayed usage of every association.
+func (s *Snapshot) FairShareUsage() []*api.FairShareUsage {
+	return list[api.FairShareUsage](s, tUsage, iID)
+}
+
+// Reservations returns every reservation in name order.
+func (s *Snapshot) Reservations() []*api.Reservation {
+	return list[api.Reservation](s, tResv, iID)
+}
+
+// Reservation looks up a reservation by name.
+func (s *Snapshot) Reservation(name string) *api.Reservation {
+	return first[api.Reservation](s, tResv, iID, name)
+}
+
+// SchedConfig returns the scheduler configuration, or the defaults when
+// none was ever set.
+func (s *Snapshot) SchedConfig() api.SchedConfig {
+	if r := first[schedConfigRow](s, tSchedConfig, iID, schedConfigKey); r != nil {
+		return r.Config
+	}
+	return api.DefaultSchedConfig()
+}
+
+// Steps returns a job's steps in step order.
+func (s *Snapshot) Steps(jobID uint64) []*api.JobStep {
+	return list[api.JobStep](s, tSteps, iID+"_prefix", jobID)
+}
+
+// Step looks up one step.
+func (s *Snapshot) Step(jobID uint64, stepID int) *api.JobStep {
+	return first[api.JobStep](s, tSteps, iID, jobID, uint64(stepID))
 }

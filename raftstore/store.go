@@ -28,6 +28,12 @@ const (
 	tApprovedEKs = "approved_eks"
 	tRevoked     = "revoked_certs"
 	tAudit       = "audit"
+	tQOS         = "qos"
+	tAssocs      = "assocs"
+	tUsage       = "fairshare_usage"
+	tResv        = "reservations"
+	tSchedConfig = "sched_config"
+	tSteps       = "steps"
 
 	iID     = "id"
 	iState  = "state"
@@ -39,6 +45,14 @@ const (
 	iSerial = "serial"   // nodes by current certificate serial
 	iNodeSq = "node_seq" // audit records by node, then seq
 )
+
+// schedConfigKey is the id of the single scheduler configuration row.
+const schedConfigKey = "cluster"
+
+// schedConfigRow holds the stored scheduler configuration.
+type schedConfigRow struct {
+	Config api.SchedConfig `json:"config"`
+}
 
 // policyKey is the id of the single policy row.
 const policyKey = "cluster"
@@ -176,6 +190,19 @@ func schema() *memdb.DBSchema {
 		tPolicy:      {Name: tPolicy, Indexes: byName(func(any) string { return policyKey })},
 		tApprovedEKs: {Name: tApprovedEKs, Indexes: byName(func(o any) string { return o.(*api.ApprovedEK).Fingerprint })},
 		tRevoked:     {Name: tRevoked, Indexes: byName(func(o any) string { return o.(*api.RevokedCert).Serial })},
+		tQOS:         {Name: tQOS, Indexes: byName(func(o any) string { return o.(*api.QOS).Name })},
+		tAssocs:      {Name: tAssocs, Indexes: byName(func(o any) string { return o.(*api.Association).Key() })},
+		tUsage:       {Name: tUsage, Indexes: byName(func(o any) string { return o.(*api.FairShareUsage).Key() })},
+		tResv:        {Name: tResv, Indexes: byName(func(o any) string { return o.(*api.Reservation).Name })},
+		tSchedConfig: {Name: tSchedConfig, Indexes: byName(func(any) string { return schedConfigKey })},
+		// Steps by job then step id.
+		tSteps: {Name: tSteps, Indexes: map[string]*memdb.IndexSchema{
+			iID: {Name: iID, Unique: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					uintIndexer{get: func(o any) (uint64, bool) { return o.(*api.JobStep).JobID, true }},
+					uintIndexer{get: func(o any) (uint64, bool) { return uint64(o.(*api.JobStep).StepID), true }},
+				}}},
+		}},
 		tAudit: {Name: tAudit, Indexes: map[string]*memdb.IndexSchema{
 			iID: {Name: iID, Unique: true,
 				Indexer: uintIndexer{get: func(o any) (uint64, bool) { return audit(o).Seq, true }}},

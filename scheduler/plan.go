@@ -22,6 +22,17 @@ type State interface {
 	Node(name string) *api.Node
 	Partitions() []*api.Partition
 	Partition(name string) *api.Partition
+	// Accounts returns the account tree's nodes; Associations the
+	// account (User "") and user associations.
+	Accounts() []*api.Account
+	Associations() []*api.Association
+	QOSList() []*api.QOS
+	QOS(name string) *api.QOS
+	// FairShareUsage returns the stored decayed usage per association.
+	FairShareUsage() []*api.FairShareUsage
+	Reservations() []*api.Reservation
+	// SchedConfig is the scheduler configuration (defaults when unset).
+	SchedConfig() api.SchedConfig
 }
 
 // Placement starts one job on a set of nodes with the same resources on each.
@@ -47,13 +58,31 @@ type Plan struct {
 	// Cancels ends pending jobs that can never run (none in the first
 	// version; kept for DependencyNeverSatisfied with kill_invalid_depend).
 	Cancels []uint64 `json:"cancels,omitempty"`
+	// Preemptions stop running jobs so that higher-QoS pending jobs can
+	// start; the jobs they make room for start in a later pass.
+	Preemptions []Preemption `json:"preemptions,omitempty"`
 	// Time is the scheduler's notion of now for this pass.
 	Time time.Time `json:"time"`
+	// StartTimes is the expected start of pending jobs the pass could not
+	// start (squeue --start). It is not committed: the leader keeps the
+	// latest pass's estimates in memory.
+	StartTimes map[uint64]time.Time `json:"-"`
+}
+
+// Preemption asks a running job to stop: requeued or cancelled (api.Preempt*
+// mode of its QoS) after GraceSec.
+type Preemption struct {
+	JobID    uint64 `json:"job_id"`
+	Mode     string `json:"mode"`
+	GraceSec int64  `json:"grace_sec,omitempty"`
+	// For is the pending job the room is made for.
+	For uint64 `json:"for"`
 }
 
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool {
-	return len(p.Placements) == 0 && len(p.Reasons) == 0 && len(p.Priorities) == 0 && len(p.Cancels) == 0
+	return len(p.Placements) == 0 && len(p.Reasons) == 0 && len(p.Priorities) == 0 && len(p.Cancels) == 0 &&
+		len(p.Preemptions) == 0
 }
 
 // Fits reports whether a node has room for a placement's per-node resources.

@@ -13,6 +13,15 @@ type Options struct {
 	// MaxPlacementsPerPass bounds the number of placements in one plan
 	// (0: unlimited), keeping Raft entries and pass times small.
 	MaxPlacementsPerPass int
+	// Policy overrides SchedConfig.Policy when not "": "fifo",
+	// "priority" or "backfill".
+	Policy string
+	// UpdatePriorities makes the plan carry changed job priorities. The
+	// pass always orders by freshly computed priorities; writing them back
+	// (for squeue and sprio) is done only now and then, as Slurm's
+	// PriorityCalcPeriod does, so age does not cause Raft traffic on
+	// every pass.
+	UpdatePriorities bool
 }
 
 // JobPriority is sched/builtin's priority: the partition's tier dominates,
@@ -79,6 +88,7 @@ func Schedule(now time.Time, st State, opts Options) Plan {
 		return s.plan
 	}
 	def := DefaultPartition(st)
+	prios := Priorities(now, st)
 	queue := make([]queued, 0, len(pending))
 	needArrays, needSingleton := false, false
 	for _, j := range pending {
@@ -89,8 +99,8 @@ func Schedule(now time.Time, st State, opts Options) Plan {
 		if j.Spec.Partition != "" {
 			pt = st.Partition(j.Spec.Partition)
 		}
-		prio := JobPriority(pt, j.Spec.Nice)
-		if prio != j.Priority {
+		prio := prios[j.ID].Priority
+		if opts.UpdatePriorities && prio != j.Priority {
 			if s.plan.Priorities == nil {
 				s.plan.Priorities = make(map[uint64]int64)
 			}

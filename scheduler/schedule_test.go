@@ -394,6 +394,7 @@ func TestSchedule(t *testing.T) {
 				parts = []*api.Partition{part("p", 0, tc.nodes...)}
 			}
 			st := &memState{jobs: tc.jobs, nodes: tc.nodes, parts: parts}
+			tc.opts.UpdatePriorities = true
 			plan := Schedule(t0, st, tc.opts)
 			if !plan.Time.Equal(t0) {
 				t.Errorf("plan time = %v", plan.Time)

@@ -10,9 +10,37 @@ import (
 
 // memState is an in-memory State for tests.
 type memState struct {
-	jobs  []*api.Job
-	nodes []*api.Node
-	parts []*api.Partition
+	jobs     []*api.Job
+	nodes    []*api.Node
+	parts    []*api.Partition
+	accounts []*api.Account
+	assocs   []*api.Association
+	qos      []*api.QOS
+	usage    []*api.FairShareUsage
+	resvs    []*api.Reservation
+	cfg      *api.SchedConfig // nil: api.DefaultSchedConfig()
+}
+
+func (m *memState) Accounts() []*api.Account              { return m.accounts }
+func (m *memState) Associations() []*api.Association      { return m.assocs }
+func (m *memState) QOSList() []*api.QOS                   { return m.qos }
+func (m *memState) FairShareUsage() []*api.FairShareUsage { return m.usage }
+func (m *memState) Reservations() []*api.Reservation      { return m.resvs }
+
+func (m *memState) QOS(name string) *api.QOS {
+	for _, q := range m.qos {
+		if q.Name == name {
+			return q
+		}
+	}
+	return nil
+}
+
+func (m *memState) SchedConfig() api.SchedConfig {
+	if m.cfg != nil {
+		return *m.cfg
+	}
+	return api.DefaultSchedConfig()
 }
 
 func (m *memState) byState(s api.JobState) []*api.Job {
