@@ -113,6 +113,8 @@ type JobSpec struct {
 	MailUser        string            `json:"mail_user,omitempty"`
 	Image           string            `json:"image,omitempty"`
 	Nice            int               `json:"nice,omitempty"`
+	// Reservation names the reservation the job must run in.
+	Reservation string `json:"reservation,omitempty"`
 	// SubmitID makes a submission idempotent: a retried submit with the same
 	// id returns the jobs created the first time instead of new ones.
 	SubmitID string `json:"submit_id,omitempty"`
