@@ -7,7 +7,7 @@ GOTAGS     := seccomp
 export CGO_ENABLED := 1
 # Debian packages the build, the tests and the demo need.
 APT_PKGS   := libseccomp-dev busybox-static iproute2 procps swtpm swtpm-tools tpm2-tools libssl-dev
-SLURM_LINKS := sbatch squeue scancel sinfo scontrol sacct
+SLURM_LINKS := sbatch squeue scancel sinfo scontrol sacct sacctmgr sprio sshare srun
 
 .PHONY: all deps build install test test-unit test-integration fuzz bench demo demo-down clean vet
 

@@ -43,6 +43,8 @@ type JobQuery struct {
 	// Stale answers from the serving controller's replica instead of a
 	// linearizable read through the leader.
 	Stale bool // stale=true
+	// Start asks for pending jobs' expected start times (squeue --start).
+	Start bool // start=true
 }
 
 // Values encodes the query as URL parameters.
@@ -73,6 +75,9 @@ func (q JobQuery) Values() url.Values {
 	}
 	if q.Stale {
 		v.Set("stale", "true")
+	}
+	if q.Start {
+		v.Set("start", "true")
 	}
 	return v
 }

@@ -47,6 +47,8 @@ func (s JobState) Short() string {
 		return "OOM"
 	case JobNodeFail:
 		return "NF"
+	case JobPreempted:
+		return "PR"
 	}
 	return string(s)
 }
@@ -200,6 +202,9 @@ type Job struct {
 	PreemptedAt time.Time `json:"preempted_at,omitzero"`
 	// GraceTimeSec is the grace a preempted job gets before SIGKILL.
 	GraceTimeSec int64 `json:"grace_time_sec,omitempty"`
+	// PreemptMode is how a preempted job ends (PreemptRequeue or
+	// PreemptCancel), set with PreemptedAt.
+	PreemptMode string `json:"preempt_mode,omitempty"`
 }
 
 // DisplayID is the id as squeue prints it: 123 or 123_4.

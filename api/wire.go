@@ -121,6 +121,12 @@ type AgentHeartbeat struct {
 type AgentWork struct {
 	Jobs  []Job  `json:"jobs"` // jobs placed on this node and not terminal
 	Index uint64 `json:"index"`
+	// Steps are the live steps with tasks on this node (task output left
+	// out).
+	Steps []JobStep `json:"steps,omitempty"`
+	// Credentials are the job credentials of the batch scripts this node
+	// runs, by job id: srun authenticates with them.
+	Credentials map[uint64]string `json:"credentials,omitempty"`
 }
 
 // JobReport is an agent's report of a job's progress or end.

@@ -28,6 +28,9 @@ type PlanResult struct {
 	Rejected []uint64
 	// Cancelled lists the pending jobs ended by Plan.Cancels.
 	Cancelled []uint64
+	// Preempted lists the running jobs newly asked to stop by
+	// Plan.Preemptions.
+	Preempted []uint64
 }
 
 // NodesDownResult is what Apply returns for CmdNodesDown and for
@@ -42,6 +45,8 @@ type applier struct {
 	txn   *memdb.Txn
 	meta  *stateMeta
 	index uint64
+	// now is the current command's time (cmdTime).
+	now time.Time
 }
 
 func invalid(format string, args ...any) error {
@@ -69,6 +74,7 @@ func invalid(format string, args ...any) error {
 // or an error.
 func (a *applier) apply(cmd *Command) any {
 	if h := handlers[cmd.Type]; h != nil {
+		a.now = cmdTime(cmd)
 		return h(a, cmd)
 	}
 	return fmt.Errorf("%w %d", ErrUnknownCommand, cmd.Type)
@@ -186,6 +192,7 @@ func (a *applier) submit(cmd *Command) any {
 		return fmt.Errorf("%w %q", ErrUnknownPartition, spec.Partition)
 	}
 	spec.Partition = part.Name
+	a.resolveSubmit(&spec, sj.User)
 	limit := spec.TimeLimitSec
 	for _, v := range []int64{part.DefaultTimeSec, part.MaxTimeSec} {
 		if limit == 0 {
@@ -363,11 +370,13 @@ func (a *applier) requeue(j *api.Job) {
 	if c.HeldBy != "" {
 		c.Reason = heldReason(c.HeldBy)
 	}
+	a.endJobSteps(j.ID, a.now)
 	c.Restarts++
 	c.Nodes = nil
 	c.StartTime, c.EndTime = time.Time{}, time.Time{}
 	c.AllocCPUs, c.AllocMemoryMB, c.AllocGPUs = 0, 0, 0
 	c.CancelRequested = false
+	c.PreemptedAt, c.GraceTimeSec, c.PreemptMode = time.Time{}, 0, ""
 	c.Usage = api.Usage{}
 	c.ExitCode, c.ExitSignal, c.FailReason = 0, 0, ""
 	a.putJob(&c)
@@ -378,7 +387,9 @@ func (a *applier) requeue(j *api.Job) {
 func (a *applier) finish(j *api.Job, st api.JobState, end time.Time, mod func(*api.Job)) {
 	if j.State == api.JobRunning {
 		a.freeNodes(j)
+		a.chargeUsage(j, end)
 	}
+	a.endJobSteps(j.ID, end)
 	c := *j
 	c.State, c.EndTime, c.CancelRequested = st, end, false
 	if mod != nil {
@@ -455,6 +466,7 @@ func (a *applier) applyPlan(cmd *Command) any {
 			res.Cancelled = append(res.Cancelled, id)
 		}
 	}
+	res.Preempted = a.preempt(p.Preemptions, now)
 	return res
 }
 
@@ -524,6 +536,11 @@ func (a *applier) report(cmd *Command) any {
 		end := cmdTime(cmd)
 		if r.EndUnix > 0 {
 			end = time.Unix(r.EndUnix, 0).UTC()
+		}
+		// A user's cancel during the grace time wins over preemption.
+		if !j.PreemptedAt.IsZero() && !j.CancelRequested {
+			a.endPreempted(j, r, end)
+			return true
 		}
 		a.finish(j, r.State, end, func(c *api.Job) {
 			c.ExitCode, c.ExitSignal, c.Usage, c.FailReason = r.ExitCode, r.ExitSignal, r.Usage, r.Reason

@@ -24,12 +24,22 @@ type slot struct {
 	freeCPU int
 	freeMem int64
 	freeGPU int
+	// The node's inventory, kept here so that scans over many nodes read
+	// only the slots.
+	cpus int
+	mem  int64
+	gpus int
 	// idle: nothing allocated, so an exclusive job may take the node.
 	idle bool
 	// open: the node may take new work (usable and not held exclusively).
 	open bool
+	// usable: the node is up and not drained.
+	usable bool
 	// mark flags required nodes while one job is being fitted.
 	mark bool
+	// held: backfill promised room on the node to a blocked job, so a new
+	// job may start on it only if the timeline allows.
+	held bool
 }
 
 // pool indexes nodes for best fit: buckets[c] is a bitset of open nodes
@@ -64,8 +74,12 @@ func newPool(nodes []*api.Node) *pool {
 			freeCPU: n.CPUs - n.AllocCPUs,
 			freeMem: n.MemoryMB - n.AllocMemoryMB,
 			freeGPU: n.GPUs - n.AllocGPUs,
+			cpus:    n.CPUs,
+			mem:     n.MemoryMB,
+			gpus:    n.GPUs,
 			idle:    n.AllocCPUs == 0 && n.AllocMemoryMB == 0 && n.AllocGPUs == 0,
 			open:    n.Usable() && !n.Exclusive,
+			usable:  n.Usable(),
 		}
 		p.byName[n.Name] = i
 		maxCPU = max(maxCPU, n.CPUs)
@@ -176,9 +190,10 @@ func (p *pool) fits(i int, nd need) bool {
 }
 
 // pick chooses k nodes: all required ones, then the fullest candidates that
-// fit. It returns nil when the job does not fit now. The result aliases a
-// scratch buffer valid until the next call.
-func (p *pool) pick(mask []uint64, required []int, k int, nd need) []int {
+// fit. It returns nil when the job does not fit now. guard (nil: none) is
+// asked about held nodes only. The result aliases a scratch buffer valid
+// until the next call.
+func (p *pool) pick(mask []uint64, required []int, k int, nd need, guard func(int) bool) []int {
 	out := p.scratch[:0]
 	defer func() {
 		for _, i := range required {
@@ -186,7 +201,7 @@ func (p *pool) pick(mask []uint64, required []int, k int, nd need) []int {
 		}
 	}()
 	for _, i := range required {
-		if !p.fits(i, nd) {
+		if !p.fits(i, nd) || (guard != nil && p.slots[i].held && !guard(i)) {
 			return nil
 		}
 		p.slots[i].mark = true
@@ -200,7 +215,7 @@ scan:
 		for w, b := range p.buckets[c] {
 			for b &= mask[w]; b != 0; b &= b - 1 {
 				i := w*64 + bits.TrailingZeros64(b)
-				if p.slots[i].mark || !p.fits(i, nd) {
+				if p.slots[i].mark || !p.fits(i, nd) || (guard != nil && p.slots[i].held && !guard(i)) {
 					continue
 				}
 				out = append(out, i)
@@ -217,16 +232,19 @@ scan:
 	return out
 }
 
+// capable reports whether node i is usable and big enough for nd when
+// empty.
+func (p *pool) capable(i int, nd need) bool {
+	s := &p.slots[i]
+	return s.usable && nd.cpus <= s.cpus && nd.mem <= s.mem && nd.gpus <= s.gpus
+}
+
 // couldFit reports whether the job would fit if every candidate node were
 // empty: if not, waiting for running jobs to end does not help.
 func (p *pool) couldFit(mask []uint64, required []int, k int, nd need) bool {
-	capable := func(i int) bool {
-		n := p.slots[i].node
-		return n.Usable() && nd.cpus <= n.CPUs && nd.mem <= n.MemoryMB && nd.gpus <= n.GPUs
-	}
 	count := 0
 	for _, i := range required {
-		if !capable(i) {
+		if !p.capable(i, nd) {
 			return false
 		}
 		count++
@@ -234,7 +252,7 @@ func (p *pool) couldFit(mask []uint64, required []int, k int, nd need) bool {
 	for w, b := range mask {
 		for ; b != 0 && count < k; b &= b - 1 {
 			i := w*64 + bits.TrailingZeros64(b)
-			if !slices.Contains(required, i) && capable(i) {
+			if !slices.Contains(required, i) && p.capable(i, nd) {
 				count++
 			}
 		}

@@ -45,11 +45,6 @@ func TestSchedule(t *testing.T) {
 			jobs:        []*api.Job{pend(1, "p"), with(pend(2, "p"), nice(-100))},
 			wantPlaced:  map[uint64]string{2: "n1"},
 			wantReasons: map[uint64]string{1: api.ReasonResources},
-			check: func(t *testing.T, plan Plan) {
-				if want := map[uint64]int64{2: 100_100}; !maps.Equal(plan.Priorities, want) {
-					t.Errorf("priorities = %v, want %v", plan.Priorities, want)
-				}
-			},
 		},
 		{
 			name:        "FIFO within equal priority",
@@ -75,11 +70,6 @@ func TestSchedule(t *testing.T) {
 			jobs:        []*api.Job{with(pend(1, "low"), nice(-10000)), pend(2, "high")},
 			wantPlaced:  map[uint64]string{2: "n1"},
 			wantReasons: map[uint64]string{1: api.ReasonResources},
-			check: func(t *testing.T, plan Plan) {
-				if want := map[uint64]int64{1: 110_000, 2: 2_100_000}; !maps.Equal(plan.Priorities, want) {
-					t.Errorf("priorities = %v, want %v", plan.Priorities, want)
-				}
-			},
 		},
 		{
 			name:       "priority never below 1",
@@ -393,9 +383,22 @@ func TestSchedule(t *testing.T) {
 			if parts == nil {
 				parts = []*api.Partition{part("p", 0, tc.nodes...)}
 			}
-			st := &memState{jobs: tc.jobs, nodes: tc.nodes, parts: parts}
+			// The rows are sched/builtin's: strict priority, ordered by
+			// tier and nice alone (no multifactor weights).
+			cfg := api.DefaultSchedConfig()
+			cfg.Weights, cfg.Policy = api.PriorityWeights{}, PolicyPriority
+			st := &memState{jobs: tc.jobs, nodes: tc.nodes, parts: parts, cfg: &cfg}
 			tc.opts.UpdatePriorities = true
 			plan := Schedule(t0, st, tc.opts)
+			wantPrio := map[uint64]int64{}
+			for id, f := range Priorities(t0, st) {
+				if st.Job(id).Priority != f.Priority {
+					wantPrio[id] = f.Priority
+				}
+			}
+			if !maps.Equal(orEmpty(plan.Priorities), wantPrio) {
+				t.Errorf("priorities = %v, want %v", plan.Priorities, wantPrio)
+			}
 			if !plan.Time.Equal(t0) {
 				t.Errorf("plan time = %v", plan.Time)
 			}
@@ -456,58 +459,164 @@ func TestScheduleEmpty(t *testing.T) {
 	}
 }
 
-// TestScheduleRandomNeverOvercommits runs random clusters and queues and
-// checks every plan applies under Fits and honours strict priority.
+// TestScheduleRandomNeverOvercommits runs random clusters and queues under
+// every policy and checks every plan applies under Fits; strict policies
+// must honour priority, and no placed job may carry a reason or a start
+// time.
 func TestScheduleRandomNeverOvercommits(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for round := range 200 {
-		var all []*api.Node
-		for i := range 1 + rng.IntN(20) {
-			n := upNode("n"+string(rune('a'+i)), 1+rng.IntN(16), int64(1000*(1+rng.IntN(8))), rng.IntN(3), []string{"x", "y"}[rng.IntN(2)])
-			n.AllocCPUs = rng.IntN(n.CPUs + 1)
-			n.Drain = rng.IntN(10) == 0
-			all = append(all, n)
-		}
-		parts := []*api.Partition{part("p", 0, all[:len(all)/2+1]...), part("q", 1, all[len(all)/2:]...)}
-		var jobs []*api.Job
-		for id := range uint64(50) {
-			j := with(pend(id+1, []string{"p", "q"}[rng.IntN(2)]), cpus(1+rng.IntN(8)), nnodes(1+rng.IntN(3)),
-				mem(int64(rng.IntN(4000))), gpus(rng.IntN(2)), nice(rng.IntN(3)))
-			if rng.IntN(5) == 0 {
-				j.Spec.Exclusive = true
+	for _, policy := range []string{PolicyFIFO, PolicyPriority, PolicyBackfill} {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for round := range 200 {
+			st := randomCluster(rng)
+			plan := Schedule(t0, st, Options{Policy: policy})
+			if err := applyPlan(st, plan); err != nil {
+				t.Fatalf("%s round %d: %v", policy, round, err)
 			}
-			if rng.IntN(5) == 0 {
-				j.Spec.Constraints = []string{"y"}
+			placed := map[uint64]bool{}
+			for _, p := range plan.Placements {
+				placed[p.JobID] = true
 			}
-			jobs = append(jobs, j)
-		}
-		st := &memState{jobs: jobs, nodes: all, parts: parts}
-		plan := Schedule(t0, st, Options{})
-		if err := applyPlan(st, plan); err != nil {
-			t.Fatalf("round %d: %v", round, err)
-		}
-		// After a Resources job, nothing later in its partition may start.
-		placed := map[uint64]bool{}
-		for _, p := range plan.Placements {
-			placed[p.JobID] = true
-		}
-		order := slices.Clone(jobs)
-		slices.SortStableFunc(order, func(a, b *api.Job) int {
-			return cmp.Compare(JobPriority(st.Partition(b.Spec.Partition), b.Spec.Nice), JobPriority(st.Partition(a.Spec.Partition), a.Spec.Nice))
-		})
-		blocked := map[string]bool{}
-		for _, j := range order {
-			if placed[j.ID] && blocked[j.Spec.Partition] {
-				t.Fatalf("round %d: job %d started in blocked partition %s", round, j.ID, j.Spec.Partition)
+			for id, r := range plan.Reasons {
+				if placed[id] {
+					t.Fatalf("%s round %d: placed job %d has reason %s", policy, round, id, r)
+				}
 			}
-			if plan.Reasons[j.ID] == api.ReasonResources {
-				blocked[j.Spec.Partition] = true
+			for id, at := range plan.StartTimes {
+				if placed[id] || at.Before(t0) {
+					t.Fatalf("%s round %d: job %d start time %v (placed %v)", policy, round, id, at, placed[id])
+				}
+			}
+			if policy == PolicyBackfill {
+				continue
+			}
+			// After a Resources job, nothing later in its partition may start.
+			blocked := map[string]bool{}
+			for _, j := range queueOrder(st, policy) {
+				if placed[j.ID] && blocked[j.Spec.Partition] {
+					t.Fatalf("round %d: job %d started in blocked partition %s", round, j.ID, j.Spec.Partition)
+				}
+				if plan.Reasons[j.ID] == api.ReasonResources {
+					blocked[j.Spec.Partition] = true
+				}
 			}
 		}
-		for id, r := range plan.Reasons {
-			if placed[id] {
-				t.Fatalf("round %d: placed job %d has reason %s", round, id, r)
+	}
+}
+
+// randomCluster is up to 20 random nodes in two overlapping partitions,
+// with random running jobs holding part of them, and 50 random pending
+// jobs.
+func randomCluster(rng *rand.Rand) *memState {
+	var all []*api.Node
+	var jobs []*api.Job
+	for i := range 1 + rng.IntN(20) {
+		n := upNode("n"+string(rune('a'+i)), 1+rng.IntN(16), int64(1000*(1+rng.IntN(8))), rng.IntN(3), []string{"x", "y"}[rng.IntN(2)])
+		n.Drain = rng.IntN(10) == 0
+		for range rng.IntN(3) {
+			c := 1 + rng.IntN(n.CPUs)
+			if n.AllocCPUs+c > n.CPUs {
+				break
+			}
+			n.AllocCPUs += c
+			r := with(pend(uint64(1000+len(jobs)), "p"), state(api.JobRunning), submitted(-time.Hour))
+			r.Nodes, r.AllocCPUs = []string{n.Name}, c
+			r.StartTime = t0.Add(-time.Duration(rng.IntN(3600)) * time.Second)
+			r.TimeLimitSec = int64(rng.IntN(4)) * 1800 // 0: no limit
+			jobs = append(jobs, r)
+		}
+		all = append(all, n)
+	}
+	parts := []*api.Partition{part("p", 0, all[:len(all)/2+1]...), part("q", 1, all[len(all)/2:]...)}
+	for id := range uint64(50) {
+		j := with(pend(id+1, []string{"p", "q"}[rng.IntN(2)]), cpus(1+rng.IntN(8)), nnodes(1+rng.IntN(3)),
+			mem(int64(rng.IntN(4000))), gpus(rng.IntN(2)), nice(rng.IntN(3)))
+		j.TimeLimitSec = int64(1+rng.IntN(8)) * 600
+		if rng.IntN(5) == 0 {
+			j.Spec.Exclusive = true
+		}
+		if rng.IntN(5) == 0 {
+			j.Spec.Constraints = []string{"y"}
+		}
+		jobs = append(jobs, j)
+	}
+	return &memState{jobs: jobs, nodes: all, parts: parts}
+}
+
+// queueOrder is the pending jobs in the order a policy takes them: fifo
+// by submit time and id, the others by partition tier and priority first.
+func queueOrder(st *memState, policy string) []*api.Job {
+	prios := Priorities(t0, st)
+	order := st.PendingJobs()
+	slices.SortStableFunc(order, func(a, b *api.Job) int {
+		if policy != PolicyFIFO {
+			if c := cmp.Compare(st.Partition(b.Spec.Partition).PriorityTier, st.Partition(a.Spec.Partition).PriorityTier); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(prios[b.ID].Priority, prios[a.ID].Priority); c != 0 {
+				return c
 			}
 		}
+		if c := a.SubmitTime.Compare(b.SubmitTime); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return order
+}
+
+// TestScheduleRandomPreemptionAndReservations adds QoS preemption and an
+// active reservation to random clusters and checks the plan never puts
+// other jobs on the reservation's node and preempts only what it may.
+func TestScheduleRandomPreemptionAndReservations(t *testing.T) {
+	qos := []*api.QOS{
+		{Name: "lo", PreemptMode: api.PreemptRequeue, GraceTimeSec: 30},
+		{Name: "off"},
+		{Name: "hi", Priority: 10, Preempt: []string{"lo", "off"}},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	preempted, inResv := 0, 0
+	for _, policy := range []string{PolicyFIFO, PolicyPriority, PolicyBackfill} {
+		for round := range 200 {
+			st := randomCluster(rng)
+			st.qos = qos
+			reserved := st.nodes[rng.IntN(len(st.nodes))].Name
+			st.resvs = []*api.Reservation{{Name: "r", Users: []string{"bob"}, Nodes: []string{reserved},
+				Start: t0.Add(-time.Hour), End: t0.Add(time.Hour)}}
+			for _, j := range st.jobs {
+				j.Spec.QOS = []string{"lo", "off", "hi"}[rng.IntN(3)]
+				if j.State == api.JobPending && rng.IntN(4) == 0 {
+					j.User, j.Spec.Reservation = "bob", "r"
+				}
+			}
+			plan := Schedule(t0, st, Options{Policy: policy})
+			if err := applyPlan(st, plan); err != nil {
+				t.Fatalf("%s round %d: %v", policy, round, err)
+			}
+			for _, p := range plan.Placements {
+				if j := st.Job(p.JobID); slices.Contains(p.Nodes, reserved) && j.Spec.Reservation != "r" {
+					t.Fatalf("%s round %d: job %d placed on reserved %s", policy, round, p.JobID, reserved)
+				} else if j.Spec.Reservation == "r" {
+					if len(p.Nodes) != 1 || p.Nodes[0] != reserved {
+						t.Fatalf("%s round %d: job %d of the reservation placed on %v", policy, round, p.JobID, p.Nodes)
+					}
+					inResv++
+				}
+			}
+			seen := map[uint64]bool{}
+			for _, p := range plan.Preemptions {
+				v, f := st.Job(p.JobID), st.Job(p.For)
+				if seen[p.JobID] || v.State != api.JobRunning || v.Spec.QOS != "lo" || p.Mode != api.PreemptRequeue || p.GraceSec != 30 {
+					t.Fatalf("%s round %d: bad preemption %+v of %+v", policy, round, p, v)
+				}
+				if f.State != api.JobPending || f.Spec.QOS != "hi" || plan.Reasons[f.ID] != api.ReasonResources && f.Reason != api.ReasonResources {
+					t.Fatalf("%s round %d: preemption for job %d (%s, %s)", policy, round, f.ID, f.Spec.QOS, plan.Reasons[f.ID])
+				}
+				seen[p.JobID] = true
+				preempted++
+			}
+		}
+	}
+	if preempted < 50 || inResv < 50 {
+		t.Errorf("only %d preemptions and %d placements in the reservation", preempted, inResv)
 	}
 }

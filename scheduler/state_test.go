@@ -209,3 +209,67 @@ func applyPlan(st State, plan Plan) error {
 	}
 	return nil
 }
+
+func limit(d time.Duration) func(*api.Job) {
+	return func(j *api.Job) { j.TimeLimitSec = int64(d / time.Second) }
+}
+func by(user string) func(*api.Job) { return func(j *api.Job) { j.User = user } }
+func acct(a string) func(*api.Job)  { return func(j *api.Job) { j.Spec.Account = a } }
+func inQOS(q string) func(*api.Job) { return func(j *api.Job) { j.Spec.QOS = q } }
+func resv(r string) func(*api.Job)  { return func(j *api.Job) { j.Spec.Reservation = r } }
+
+// run is a job of partition "p" running on nodes since t0+start (before
+// now when negative) under a time limit (0: none), holding cpus on each.
+func run(id uint64, cpus int, start, lim time.Duration, nodes ...string) *api.Job {
+	j := with(pend(id, "p"), state(api.JobRunning), limit(lim))
+	j.Nodes, j.AllocCPUs, j.StartTime = nodes, cpus, t0.Add(start)
+	j.Spec.Nodes, j.Spec.Tasks, j.Spec.CPUsPerTask = len(nodes), len(nodes), cpus
+	return j
+}
+
+// holding returns copies of nodes allocated to the running jobs, as the
+// state store keeps them.
+func holding(nodes []*api.Node, jobs []*api.Job) []*api.Node {
+	out := make([]*api.Node, len(nodes))
+	byName := map[string]*api.Node{}
+	for i, n := range nodes {
+		c := *n
+		out[i], byName[n.Name] = &c, &c
+	}
+	for _, j := range jobs {
+		if j.State != api.JobRunning {
+			continue
+		}
+		for _, name := range j.Nodes {
+			if n := byName[name]; n != nil {
+				n.AllocCPUs += j.AllocCPUs
+				n.AllocMemoryMB += j.AllocMemoryMB
+				n.AllocGPUs += j.AllocGPUs
+				n.Exclusive = n.Exclusive || j.Spec.Exclusive
+			}
+		}
+	}
+	return out
+}
+
+// afterPlan is the state once the store applied a plan's placements: the
+// jobs run from the plan's time, their nodes allocated.
+func afterPlan(st *memState, plan Plan) *memState {
+	next := *st
+	next.jobs = make([]*api.Job, len(st.jobs))
+	byID := map[uint64]*api.Job{}
+	for i, j := range st.jobs {
+		c := *j
+		next.jobs[i], byID[j.ID] = &c, &c
+	}
+	var started []*api.Job
+	for _, p := range plan.Placements {
+		j := byID[p.JobID]
+		j.State, j.Nodes, j.StartTime = api.JobRunning, p.Nodes, plan.Time
+		j.AllocCPUs, j.AllocMemoryMB, j.AllocGPUs = p.CPUs, p.MemoryMB, p.GPUs
+		j.Spec.Exclusive = p.Exclusive
+		started = append(started, j)
+	}
+	next.nodes = holding(st.nodes, started)
+	return &next
+}

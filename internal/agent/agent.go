@@ -64,6 +64,7 @@ type localJob struct {
 	finished      bool // the job has its terminal state
 	reported      bool // the controllers accepted the terminal state
 	cancelWanted  bool
+	cancelAt      time.Time // a preempted job's cancel waits until then
 	cancelSent    bool
 	startReported bool
 	lastUsage     time.Time
@@ -88,6 +89,9 @@ type agent struct {
 	// secondary are multi-node jobs holding this node whose batch script
 	// runs on another node.
 	secondary []uint64
+
+	// steps are the srun tasks run here (steps.go).
+	steps *stepRunner
 
 	needRegister atomic.Bool
 	// holdLaunches is set while an evicted node waits to be admitted
@@ -158,6 +162,7 @@ func newAgent(opts Options, log *slog.Logger, hc *http.Client) (*agent, error) {
 		finished:   map[jobKey]bool{},
 		registered: make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		steps:      newStepRunner(),
 	}
 	for _, p := range inv.GPUDevices {
 		n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(p), "nvidia"))
@@ -171,6 +176,7 @@ func newAgent(opts Options, log *slog.Logger, hc *http.Client) (*agent, error) {
 			"devices", len(a.gpuPool), "gpus", inv.GPUs)
 	}
 	a.loadJobs()
+	a.loadTasks()
 	a.needRegister.Store(true)
 	return a, nil
 }
@@ -183,7 +189,7 @@ func (a *agent) run(ctx context.Context, extra ...func(context.Context)) error {
 		"gpus", inv.GPUs, "features", inv.Features, "pinning", len(inv.CPUIDs) > 0, "jobs", len(a.jobs))
 
 	var wg sync.WaitGroup
-	loops := append([]func(context.Context){a.heartbeatLoop, a.workLoop, a.watchLoop}, extra...)
+	loops := append([]func(context.Context){a.heartbeatLoop, a.workLoop, a.watchLoop, a.stepLoop}, extra...)
 	for _, loop := range loops {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
@@ -390,10 +396,11 @@ func (a *agent) apply(work []api.Job) {
 	views := make([]localView, 0, len(a.jobs))
 	for _, lj := range a.jobs {
 		views = append(views, localView{
-			Key:        lj.key,
-			Finished:   lj.finished || lj.reported,
-			CancelSent: lj.cancelWanted,
-			Abandoned:  lj.meta.Abandoned,
+			Key:            lj.key,
+			Finished:       lj.finished || lj.reported,
+			CancelSent:     lj.cancelWanted,
+			CancelDeferred: lj.cancelWanted && !lj.cancelSent && !lj.cancelAt.IsZero(),
+			Abandoned:      lj.meta.Abandoned,
 		})
 	}
 	p := reconcile(a.opts.Name, views, a.finished, work)
@@ -428,10 +435,20 @@ func (a *agent) apply(work []api.Job) {
 			}
 		case actCancel:
 			a.log.Info("cancelling job", "job", act.Key.ID, "attempt", act.Key.Attempt)
-			a.jobs[act.Key].cancelWanted = true
+			lj := a.jobs[act.Key]
+			lj.cancelWanted, lj.cancelAt = true, time.Time{}
+		case actPreempt:
+			lj := a.jobs[act.Key]
+			lj.cancelWanted, lj.cancelAt = true, preemptCancelAt(act.Job, a.opts.KillGrace)
+			a.log.Info("job preempted: cancelling it after its grace time", "job", act.Key.ID, "attempt", act.Key.Attempt,
+				"mode", act.Job.PreemptMode, "grace_sec", act.Job.GraceTimeSec, "cancel_at", lj.cancelAt)
 		case actCancelUnstarted:
-			a.log.Info("job was cancelled before it started here", "job", act.Key.ID)
-			a.addFinished(act.Key, api.JobCancelled, "cancelled before it started")
+			reason := "cancelled before it started"
+			if act.Job != nil && !act.Job.PreemptedAt.IsZero() && !act.Job.CancelRequested {
+				reason = "preempted before it started"
+			}
+			a.log.Info("job ended before it started here", "job", act.Key.ID, "reason", reason)
+			a.addFinished(act.Key, api.JobCancelled, reason)
 		case actLaunch:
 			if a.holdLaunches.Load() {
 				a.log.Info("not launching: the node was evicted and is not admitted again yet", "job", act.Key.ID)
@@ -554,6 +571,7 @@ func (a *agent) launch(lj *localJob, j *api.Job, meta jobMeta) {
 		GPUDevices:   devs,
 		User:         lookupUser(j.UID),
 		Now:          time.Now(),
+		Extra:        a.batchStepEnv(j),
 	})
 	pid, err := executor.Launch(lj.dir, spec)
 	if err != nil {
@@ -788,7 +806,7 @@ func decideWatch(s *localJob, st executor.Status, inspectErr error, now time.Tim
 		res = st.Result
 	case st.Running:
 		p.running, p.adopt = true, !s.meta.Launched
-		p.cancel = (s.meta.Abandoned || s.cancelWanted) && !s.cancelSent
+		p.cancel = (s.meta.Abandoned || (s.cancelWanted && !now.Before(s.cancelAt))) && !s.cancelSent
 		p.progress = !s.meta.Abandoned && !now.Before(s.nextReport) &&
 			(!s.startReported || now.Sub(s.lastUsage) >= usageEvery)
 		return p

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sort"
+	"time"
 
 	"github.com/stockade-hpc/stockade/api"
 )
@@ -13,7 +14,10 @@ type localView struct {
 	// and waits for the report to be accepted.
 	Finished   bool
 	CancelSent bool
-	Abandoned  bool
+	// CancelDeferred: the cancel waits for a preempted job's grace time;
+	// a user's cancel sends it at once.
+	CancelDeferred bool
+	Abandoned      bool
 }
 
 type actionKind int
@@ -30,6 +34,10 @@ const (
 	// actAbandon stops and forgets a local job the controllers no longer
 	// run here (requeued, ended elsewhere): no report is sent.
 	actAbandon
+	// actPreempt stops a local job that was preempted, as a cancel once
+	// its grace time allows (preemptCancelAt); its end is reported, and
+	// the controllers requeue or end it.
+	actPreempt
 )
 
 func (k actionKind) String() string {
@@ -42,6 +50,8 @@ func (k actionKind) String() string {
 		return "cancel-unstarted"
 	case actAbandon:
 		return "abandon"
+	case actPreempt:
+		return "preempt"
 	}
 	return "?"
 }
@@ -49,7 +59,7 @@ func (k actionKind) String() string {
 type action struct {
 	Kind actionKind
 	Key  jobKey
-	Job  *api.Job // for launch and cancel-unstarted
+	Job  *api.Job // for launch, cancel-unstarted and preempt
 }
 
 // plan is reconcile's answer.
@@ -108,8 +118,10 @@ func reconcile(node string, local []localView, finished map[jobKey]bool, work []
 		case j.Restarts < l.Key.Attempt:
 			// Newer than the list says: the list cannot be older than a
 			// launch made from an earlier list, so leave it alone.
-		case j.CancelRequested && !l.Finished && !l.CancelSent:
+		case j.CancelRequested && !l.Finished && (!l.CancelSent || l.CancelDeferred):
 			p.Actions = append(p.Actions, action{Kind: actCancel, Key: l.Key})
+		case !j.PreemptedAt.IsZero() && !l.Finished && !l.CancelSent:
+			p.Actions = append(p.Actions, action{Kind: actPreempt, Key: l.Key, Job: j})
 		}
 	}
 
@@ -127,7 +139,7 @@ func reconcile(node string, local []localView, finished map[jobKey]bool, work []
 		if a, ok := newest[k.ID]; ok && a > k.Attempt {
 			continue
 		}
-		if j.CancelRequested {
+		if j.CancelRequested || !j.PreemptedAt.IsZero() {
 			p.Actions = append(p.Actions, action{Kind: actCancelUnstarted, Key: k, Job: j})
 			continue
 		}
@@ -141,4 +153,17 @@ func reconcile(node string, local []localView, finished map[jobKey]bool, work []
 	}
 	sort.Slice(p.Forget, func(a, b int) bool { return keyLess(p.Forget[a], p.Forget[b]) })
 	return p
+}
+
+// preemptCancelAt is when a preempted job is cancelled. The executor
+// gives a cancelled job killGrace between SIGTERM and SIGKILL, so a longer
+// preemption grace is honoured by cancelling that much later: the job is
+// killed when its grace time ends. A shorter one cannot shorten
+// killGrace: the job is cancelled at once.
+func preemptCancelAt(j *api.Job, killGrace time.Duration) time.Time {
+	grace := time.Duration(j.GraceTimeSec) * time.Second
+	if grace <= killGrace {
+		return j.PreemptedAt
+	}
+	return j.PreemptedAt.Add(grace - killGrace)
 }

@@ -81,6 +81,8 @@ type specInput struct {
 	GPUDevices   []string // their device nodes plus the control devices
 	User         *userInfo
 	Now          time.Time // start time when the job has none
+	// Extra variables set last, over the job's (steps.go: srun's).
+	Extra map[string]string
 }
 
 // autoPidsLimit scales the task limit with the job's CPUs: thread-heavy
@@ -209,6 +211,8 @@ var ownedEnv = []string{
 	"CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "SLURM_RESTART_COUNT", "SLURMD_NODENAME",
 	"SLURM_NODEID", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_CLUSTER_NAME", "ENVIRONMENT",
 	"SLURM_JOB_START_TIME", "SLURM_JOB_END_TIME", "STOCKADE_JOB_ID", "STOCKADE_NODE", "STOCKADE_ATTEMPT",
+	credentialEnv, "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NODELIST", "SLURM_STEP_NUM_NODES",
+	"SLURM_STEP_NUM_TASKS", "SLURM_STEP_TASKS_PER_NODE", "SLURM_GTIDS", "SLURM_DISTRIBUTION",
 }
 
 // jobEnv is the batch script's environment: the submitted one (--export)
@@ -330,6 +334,9 @@ func jobEnv(in specInput, workDir string) []string {
 	set("STOCKADE_JOB_ID", id)
 	set("STOCKADE_NODE", in.Node)
 	set("STOCKADE_ATTEMPT", itoa(j.Restarts))
+	for k, v := range in.Extra {
+		set(k, v)
+	}
 
 	home, shell := workDir, "/bin/sh"
 	if in.User != nil {

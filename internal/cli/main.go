@@ -37,6 +37,9 @@ var slurmCommands = map[string]*slurmCommand{
 	"sinfo":    sinfoCmd,
 	"scontrol": scontrolCmd,
 	"sacct":    sacctCmd,
+	"sacctmgr": sacctmgrCmd,
+	"sprio":    sprioCmd,
+	"sshare":   sshareCmd,
 }
 
 // Main runs the binary: as the Slurm command named by args[0] when called
@@ -56,6 +59,9 @@ func run(ctx context.Context, e *env, args []string, extra ...*cobra.Command) in
 	}
 	if name == "sbatch" {
 		return runSbatch(ctx, e, args)
+	}
+	if name == "srun" {
+		return runSrun(ctx, e, args)
 	}
 	if sc, ok := slurmCommands[name]; ok {
 		return sc.run(ctx, e, args)
@@ -129,6 +135,18 @@ token = "..." or token_file = "...", and ca_file = "...".`,
 		root.AddCommand(slurm(sc.usage, sc.short, sc.helpText(), func(ctx context.Context, args []string) int {
 			return sc.run(ctx, e, args)
 		}))
+	}
+	// The scheduling policy commands; "stockade prio" is sprio and
+	// "stockade share" sshare.
+	for _, n := range []struct{ use, name string }{{"sacctmgr", "sacctmgr"}, {"prio", "sprio"}, {"share", "sshare"}} {
+		sc := slurmCommands[n.name]
+		c := slurm(n.use+" [OPTIONS]", sc.short, sc.helpText(), func(ctx context.Context, args []string) int {
+			return sc.run(ctx, e, args)
+		})
+		if n.use != n.name {
+			c.Aliases = []string{n.name}
+		}
+		root.AddCommand(c)
 	}
 	root.AddCommand(statusCommand(e), userCommand(e), nodeCommand(e), auditCommand(e), attestCommand(e), versionCommand(e))
 	for _, c := range extra {

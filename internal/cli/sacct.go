@@ -3,7 +3,9 @@ package cli
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +26,8 @@ var sacctCmd = &slurmCommand{
 	long: `Shows jobs from 00:00 today (-S/-E to change; any time with -j; "now"
 with -s), one line per job or array task, each started job followed by its
 batch step ("123.batch", which carries the usage statistics such as MaxRSS,
-as in Slurm; -X leaves the steps out). Default fields:
+as in Slurm) and its srun steps ("123.0", "123.1", ...); -X leaves the steps
+out. Default fields:
 ` + sacctDefaultFields + `. Without -a or -u a user sees their own jobs; an
 admin token sees every user's.
 
@@ -221,7 +224,7 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 		}
 		if w.states != nil {
 			if q.States = stateList(w.states); len(q.States) == 0 {
-				return printSacct(e, fields, nil, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
+				return printSacct(e, fields, nil, nil, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
 			}
 		}
 		rctx, cancel, err := e.requestContext(ctx)
@@ -242,14 +245,52 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 			}
 		}
 		sortAcct(shown)
-		return printSacct(e, fields, shown, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
+		var steps map[uint64][]api.JobStep
+		if !*allocations {
+			if steps, err = fetchSteps(rctx, client, shown); err != nil {
+				return err
+			}
+		}
+		return printSacct(e, fields, shown, steps, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
 	}
 }
 
-func printSacct(e *env, fields []acctField, jobs []api.Job, now time.Time, asJSON, allocations, noHeader, parsable, parsable2 bool, delimiter string) error {
+// stepsPerRequest bounds the job ids of one steps request (they go in the
+// URL).
+const stepsPerRequest = 200
+
+// fetchSteps gets the srun steps of the started jobs, by job id.
+// Controllers that predate steps answer 404: their jobs have none.
+func fetchSteps(ctx context.Context, c *api.Client, jobs []api.Job) (map[uint64][]api.JobStep, error) {
+	var ids []uint64
+	for i := range jobs {
+		if !jobs[i].StartTime.IsZero() {
+			ids = append(ids, jobs[i].ID)
+		}
+	}
+	steps := map[uint64][]api.JobStep{}
+	for len(ids) > 0 {
+		n := min(len(ids), stepsPerRequest)
+		resp, err := c.Steps(ctx, ids[:n])
+		var he *api.HTTPError
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s", apiMessage(err))
+		}
+		for _, s := range resp.Steps {
+			steps[s.JobID] = append(steps[s.JobID], s)
+		}
+		ids = ids[n:]
+	}
+	return steps, nil
+}
+
+func printSacct(e *env, fields []acctField, jobs []api.Job, steps map[uint64][]api.JobStep, now time.Time, asJSON, allocations, noHeader, parsable, parsable2 bool, delimiter string) error {
 	c := &fmtCtx{now: now, loc: e.loc, groupName: e.groupName}
 	if asJSON {
-		b, err := sacctJSON(c, jobs, allocations)
+		b, err := sacctJSONSteps(c, jobs, steps, allocations)
 		if err != nil {
 			return err
 		}
@@ -260,6 +301,6 @@ func printSacct(e *env, fields []acctField, jobs []api.Job, now time.Time, asJSO
 	if strings.ContainsAny(delimiter, "\n") {
 		return fmt.Errorf("--delimiter may not contain a newline")
 	}
-	fmt.Fprint(e.stdout, renderSacct(c, fields, acctRows(jobs, allocations), o))
+	fmt.Fprint(e.stdout, renderSacct(c, fields, acctRowsSteps(jobs, steps, allocations), o))
 	return nil
 }

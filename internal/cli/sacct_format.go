@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/hostlist"
 )
 
 // sacct's default and long field lists.
@@ -35,10 +38,41 @@ const (
 	kindSecs        // print_fields_time_from_secs
 )
 
-// acctRow is one sacct line: a job (allocation) or its batch step.
+// acctRow is one sacct line: a job (allocation), its batch step, or one
+// of its srun steps (srun set; job is then the step seen as a job, with
+// the step's times, state, exit code, nodes and usage).
 type acctRow struct {
 	job  *api.Job
 	step bool
+	srun *api.JobStep
+}
+
+// stepAsJob is the job as its srun step s ran it, so that the step line
+// reads the usual job fields.
+func stepAsJob(j *api.Job, s *api.JobStep) *api.Job {
+	sj := *j
+	sj.StartTime, sj.EndTime = s.StartTime, s.EndTime
+	sj.State, sj.ExitCode, sj.ExitSignal = s.State, s.ExitCode, s.ExitSignal
+	sj.Nodes, sj.Usage = s.Nodes, s.Usage
+	sj.AllocCPUs = max(s.CPUsPerTask, 1) * max(len(s.TaskNodes), 1)
+	return &sj
+}
+
+// stepSuffix is what follows the job id on a step line.
+func stepSuffix(r acctRow) string {
+	if r.srun != nil {
+		return "." + itoa(r.srun.StepID)
+	}
+	return ".batch"
+}
+
+// stepNodeCount is the nodes of a step line: the batch step runs on the
+// first node.
+func stepNodeCount(r acctRow) int {
+	if r.srun != nil {
+		return len(r.srun.Nodes)
+	}
+	return 1
 }
 
 // acctField is one sacct field. value returns ok=false for "no value".
@@ -110,15 +144,16 @@ func stepCPUs(j *api.Job) int {
 	return j.Spec.CPUsPerNode()
 }
 
-func stepTRES(j *api.Job) string {
+func stepTRES(j *api.Job, nodes int) string {
+	nodes = max(nodes, 1)
 	parts := []string{"cpu=" + itoa(stepCPUs(j))}
 	if j.AllocGPUs > 0 {
-		parts = append(parts, "gres/gpu="+itoa(j.AllocGPUs))
+		parts = append(parts, "gres/gpu="+itoa(j.AllocGPUs*nodes))
 	}
 	if j.AllocMemoryMB > 0 {
-		parts = append(parts, "mem="+memMB(j.AllocMemoryMB))
+		parts = append(parts, "mem="+memMB(j.AllocMemoryMB*int64(nodes)))
 	}
-	return strings.Join(append(parts, "node=1"), ",")
+	return strings.Join(append(parts, "node="+itoa(nodes)), ",")
 }
 
 // sortedTRES is a TRES list as sacct prints it: sorted by name, billing
@@ -173,13 +208,13 @@ var sacctFields = []acctField{
 	}},
 	{"AllocNodes", 10, kindStr, func(c *fmtCtx, r acctRow) (string, bool) {
 		if r.step {
-			return some("1")
+			return some(itoa(stepNodeCount(r)))
 		}
 		return some(itoa(len(r.job.Nodes)))
 	}},
 	{"AllocTRES", 10, kindStr, func(c *fmtCtx, r acctRow) (string, bool) {
 		if r.step {
-			return some(stepTRES(r.job))
+			return some(stepTRES(r.job, stepNodeCount(r)))
 		}
 		if !jobStarted(r.job) {
 			return "", false
@@ -243,18 +278,21 @@ var sacctFields = []acctField{
 	}},
 	{"JobID", -12, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
 		if r.step {
-			return some(r.job.DisplayID() + ".batch")
+			return some(r.job.DisplayID() + stepSuffix(r))
 		}
 		return some(r.job.DisplayID())
 	}},
 	{"JobIDRaw", -12, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
 		id := strconv.FormatUint(r.job.ID, 10)
 		if r.step {
-			return some(id + ".batch")
+			return some(id + stepSuffix(r))
 		}
 		return some(id)
 	}},
 	{"JobName", 10, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.srun != nil {
+			return some(r.srun.Name)
+		}
 		if r.step {
 			return some("batch")
 		}
@@ -288,11 +326,14 @@ var sacctFields = []acctField{
 	}},
 	{"NNodes", 8, kindNum, func(_ *fmtCtx, r acctRow) (string, bool) {
 		if r.step {
-			return some("1")
+			return some(itoa(stepNodeCount(r)))
 		}
 		return some(itoa(jobNodeCount(r.job)))
 	}},
 	{"NodeList", 15, kindStr, func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.srun != nil {
+			return some(hostlist.Compress(r.srun.Nodes))
+		}
 		if r.step {
 			return some(firstNodeName(r.job))
 		}
@@ -301,7 +342,15 @@ var sacctFields = []acctField{
 		}
 		return some(jobNodeList(r.job))
 	}},
-	{"NTasks", 8, kindNum, stepOnly(func(*fmtCtx, *api.Job) string { return "1" })},
+	{"NTasks", 8, kindNum, func(_ *fmtCtx, r acctRow) (string, bool) {
+		switch {
+		case r.srun != nil:
+			return some(itoa(max(len(r.srun.TaskNodes), 1)))
+		case r.step:
+			return some("1")
+		}
+		return "", false
+	}},
 	{"Partition", 10, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.Partition })},
 	{"Planned", 10, kindSecs, jobOnly(func(c *fmtCtx, j *api.Job) string {
 		end := j.StartTime
@@ -536,15 +585,35 @@ func renderSacct(c *fmtCtx, fields []acctField, rows []acctRow, o sacctOutput) s
 // acctRows expands jobs into lines: each job, then its batch step once it
 // has started (unless allocationsOnly, sacct -X).
 func acctRows(jobs []api.Job, allocationsOnly bool) []acctRow {
+	return acctRowsSteps(jobs, nil, allocationsOnly)
+}
+
+// acctRowsSteps is acctRows with each started job's srun steps (by job id)
+// after its batch step, in step order.
+func acctRowsSteps(jobs []api.Job, steps map[uint64][]api.JobStep, allocationsOnly bool) []acctRow {
 	var rows []acctRow
 	for i := range jobs {
 		j := &jobs[i]
 		rows = append(rows, acctRow{job: j})
-		if !allocationsOnly && !j.StartTime.IsZero() {
-			rows = append(rows, acctRow{job: j, step: true})
+		if allocationsOnly || j.StartTime.IsZero() {
+			continue
+		}
+		rows = append(rows, acctRow{job: j, step: true})
+		for _, s := range sortedSteps(steps[j.ID]) {
+			rows = append(rows, acctRow{job: stepAsJob(j, s), step: true, srun: s})
 		}
 	}
 	return rows
+}
+
+// sortedSteps returns pointers to a job's steps by step id.
+func sortedSteps(steps []api.JobStep) []*api.JobStep {
+	out := make([]*api.JobStep, len(steps))
+	for i := range steps {
+		out[i] = &steps[i]
+	}
+	slices.SortFunc(out, func(a, b *api.JobStep) int { return cmp.Compare(a.StepID, b.StepID) })
+	return out
 }
 
 // sacctHelpFormat lists the field names, four per line (sacct -e).
@@ -719,6 +788,39 @@ func parseMemMB(v string) int64 {
 
 // sacctJSON renders jobs as sacct --json does: {"jobs": [...]}.
 func sacctJSON(c *fmtCtx, jobs []api.Job, allocationsOnly bool) ([]byte, error) {
+	return sacctJSONSteps(c, jobs, nil, allocationsOnly)
+}
+
+// acctStepJSON is one srun step of sacct --json.
+func acctStepJSON(c *fmtCtx, j *api.Job, st *api.JobStep) acctStep {
+	sj := stepAsJob(j, st)
+	var s acctStep
+	s.Step.ID = strconv.FormatUint(j.ID, 10) + "." + itoa(st.StepID)
+	s.Step.Name = st.Name
+	s.State = acctState(acctRow{job: sj, step: true, srun: st})
+	s.ExitCode = acctExitOf(sj)
+	s.Time = acctTime{
+		Elapsed: jobElapsed(sj, c.now), Submission: unixOrZero(sj.StartTime), Start: unixOrZero(sj.StartTime),
+		Total: nsTime(sj.Usage.CPUTimeNs), User: nsTime(sj.Usage.UserTimeNs), System: nsTime(sj.Usage.SystemTimeNs),
+	}
+	if sj.State.Terminal() {
+		s.Time.End = unixOrZero(sj.EndTime)
+	}
+	s.Nodes.Count = len(st.Nodes)
+	s.Nodes.List = append([]string{}, st.Nodes...)
+	s.Tasks.Count = max(len(st.TaskNodes), 1)
+	s.TRES.Allocated = tresList(stepTRES(sj, len(st.Nodes)))
+	s.TRES.Requested.Max = []acctTRES{
+		{Type: "cpu", Count: int64(sj.Usage.CPUTimeNs / 1e6)},
+		{Type: "fs", Name: "disk", Count: int64(sj.Usage.BlockReadB)},
+		{Type: "mem", Count: int64(sj.Usage.MaxRSSB)},
+	}
+	s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(sj.Usage.BlockWriteB)}}
+	return s
+}
+
+// sacctJSONSteps is sacctJSON with the jobs' srun steps (by job id).
+func sacctJSONSteps(c *fmtCtx, jobs []api.Job, steps map[uint64][]api.JobStep, allocationsOnly bool) ([]byte, error) {
 	out := struct {
 		Jobs []acctJob `json:"jobs"`
 	}{Jobs: []acctJob{}}
@@ -764,7 +866,7 @@ func sacctJSON(c *fmtCtx, jobs []api.Job, allocationsOnly bool) ([]byte, error) 
 			s.Nodes.Count = 1
 			s.Nodes.List = []string{firstNodeName(j)}
 			s.Tasks.Count = 1
-			s.TRES.Allocated = tresList(stepTRES(j))
+			s.TRES.Allocated = tresList(stepTRES(j, 1))
 			s.TRES.Requested.Max = []acctTRES{
 				{Type: "cpu", Count: int64(j.Usage.CPUTimeNs / 1e6)},
 				{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockReadB)},
@@ -772,6 +874,9 @@ func sacctJSON(c *fmtCtx, jobs []api.Job, allocationsOnly bool) ([]byte, error) 
 			}
 			s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockWriteB)}}
 			o.Steps = append(o.Steps, s)
+			for _, st := range sortedSteps(steps[j.ID]) {
+				o.Steps = append(o.Steps, acctStepJSON(c, j, st))
+			}
 		}
 		out.Jobs = append(out.Jobs, o)
 	}

@@ -32,6 +32,7 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 	// job's processes.
 	jobEnv := e.envMap()
 	delete(jobEnv, "STOCKADE_TOKEN")
+	delete(jobEnv, credentialEnv)
 	req, err := sbatch.Parse(sbatch.Input{
 		Args: args, Env: jobEnv, Cwd: cwd, ReadFile: e.readFile, Stdin: e.stdin,
 	})

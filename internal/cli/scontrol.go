@@ -15,7 +15,7 @@ import (
 
 var scontrolCmd = &slurmCommand{
 	name:         "scontrol",
-	short:        "Show and change jobs, nodes and partitions",
+	short:        "Show and change jobs, nodes, partitions and reservations",
 	usage:        "scontrol [OPTIONS] COMMAND [ARGS]",
 	helpShort:    "h",
 	interspersed: true,
@@ -27,9 +27,21 @@ var scontrolCmd = &slurmCommand{
                                 (default $SLURM_JOB_NODELIST)
   show hostlist LIST            compress names into a host list
   show hostlistsorted LIST      the same, sorted
+  show reservation [NAME]       reservations
   update NodeName=LIST State=DRAIN|DOWN|RESUME [Reason=TEXT]
                                 drain, down or resume nodes (admins; a reason
                                 is required to drain or down)
+  create reservation [ReservationName=NAME] StartTime=TIME
+         Duration=TIME|EndTime=TIME Users=LIST|Accounts=LIST
+         Nodes=LIST|NodeCnt=N [PartitionName=P] [Flags=MAINT,...]
+                                reserve nodes (admins); TIME as sacct -S takes
+                                it (now, now+1hour, 2026-01-01T10:00:00),
+                                Duration in minutes, H:M:S or D-H:M:S
+  update ReservationName=NAME Key=Value...
+                                change a reservation (Users+=, Users-= and the
+                                like for Users, Accounts and Flags)
+  delete reservation NAME       delete a reservation (also
+                                delete ReservationName=NAME)
   hold ID...                    hold pending jobs (admin hold for admins)
   uhold ID...                   hold pending jobs as a user hold
   release ID...                 release held jobs
@@ -53,11 +65,29 @@ func setupScontrol(fs *pflag.FlagSet) runFunc {
 		switch cmd {
 		case "show":
 			if len(rest) == 0 {
-				return fmt.Errorf("show what? (job, node, partition, hostnames, hostlist)")
+				return fmt.Errorf("show what? (job, node, partition, reservation, hostnames, hostlist)")
 			}
 			return scontrolShow(ctx, e, strings.ToLower(rest[0]), rest[1:], *oneline)
 		case "update":
+			if slices.ContainsFunc(rest, func(a string) bool { k, _, _ := strings.Cut(a, "="); return isReservation(k) }) {
+				return scontrolUpdateReservation(ctx, e, rest)
+			}
 			return scontrolUpdate(ctx, e, rest)
+		case "create":
+			if len(rest) == 0 || !isReservation(rest[0]) {
+				return fmt.Errorf("create: only reservations can be created (create reservation ...)")
+			}
+			return scontrolCreateReservation(ctx, e, rest[1:])
+		case "delete":
+			switch {
+			case len(rest) == 2 && isReservation(rest[0]):
+				return scontrolDeleteReservation(ctx, e, rest[1])
+			case len(rest) == 1:
+				if k, v, ok := strings.Cut(rest[0], "="); ok && isReservation(k) {
+					return scontrolDeleteReservation(ctx, e, v)
+				}
+			}
+			return fmt.Errorf("delete: only reservations can be deleted (delete reservation NAME)")
 		case "hold", "uhold", "release", "requeue":
 			return scontrolJobAction(ctx, e, cmd, rest)
 		case "version":
@@ -196,6 +226,8 @@ func scontrolShow(ctx context.Context, e *env, what string, args []string, oneli
 			emit(recs)
 			return nil
 		})
+	case "reservation", "reservations", "res", "reservationname":
+		return scontrolShowReservations(ctx, e, args, emit)
 	case "partition", "partitions", "part", "partitionname":
 		if len(args) > 1 {
 			return fmt.Errorf("too many arguments for show partition")

@@ -145,7 +145,7 @@ var jobStateNames = map[string]api.JobState{
 	"S": "SUSPENDED", "SUSPENDED": "SUSPENDED",
 	"CG": "COMPLETING", "COMPLETING": "COMPLETING",
 	"CF": "CONFIGURING", "CONFIGURING": "CONFIGURING",
-	"PR": "PREEMPTED", "PREEMPTED": "PREEMPTED",
+	"PR": api.JobPreempted, "PREEMPTED": api.JobPreempted,
 	"BF": "BOOT_FAIL", "BOOT_FAIL": "BOOT_FAIL",
 	"DL": "DEADLINE", "DEADLINE": "DEADLINE",
 	"RQ": "REQUEUED", "REQUEUED": "REQUEUED",
@@ -158,7 +158,7 @@ var jobStateNames = map[string]api.JobState{
 // allJobStates are the states Stockade jobs take, in Slurm's order.
 var allJobStates = []api.JobState{
 	api.JobPending, api.JobRunning, api.JobCompleted, api.JobCancelled, api.JobFailed,
-	api.JobTimeout, api.JobNodeFail, api.JobOutOfMemory,
+	api.JobTimeout, api.JobNodeFail, api.JobPreempted, api.JobOutOfMemory,
 }
 
 // parseJobStates parses a -t/--states list; "all" selects every state.
@@ -212,6 +212,8 @@ func stateRank(s api.JobState) int {
 		return 6
 	case api.JobNodeFail:
 		return 7
+	case api.JobPreempted:
+		return 8
 	case api.JobOutOfMemory:
 		return 11
 	}

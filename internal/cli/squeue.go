@@ -33,8 +33,10 @@ Format codes (-o): %a account, %A job id, %b GRES, %B batch host, %c min CPUs,
 %M time used, %n requested nodes, %N node list, %o command, %p priority
 (normalized), %P partition, %q QOS, %Q priority, %r reason, %R node list or
 (reason), %S start time, %t state (compact), %T state, %u user, %U uid,
-%V submit time, %x excluded nodes, %y nice, %Z work dir.
-"%.10j" right-justifies in 10 columns, "%10j" left-justifies; both cut.`,
+%V submit time, %x excluded nodes, %y nice, %Y scheduled nodes, %Z work dir.
+"%.10j" right-justifies in 10 columns, "%10j" left-justifies; both cut.
+--start lists pending jobs by expected start time (%S: N/A when the
+scheduler has no estimate) with "` + squeueStartFormat + `".`,
 	setup: setupSqueue,
 }
 
@@ -121,7 +123,7 @@ func jobSortKey(key byte, c *fmtCtx) (func(a, b *api.Job) int, bool) {
 	case 'V':
 		return func(a, b *api.Job) int { return a.SubmitTime.Compare(b.SubmitTime) }, true
 	case 'S':
-		return func(a, b *api.Job) int { return a.StartTime.Compare(b.StartTime) }, true
+		return func(a, b *api.Job) int { return compareStart(jobStartTime(a), jobStartTime(b)) }, true
 	case 'e':
 		return func(a, b *api.Job) int { return jobEnd(a).Compare(jobEnd(b)) }, true
 	case 'N':
@@ -200,6 +202,7 @@ func setupSqueue(fs *pflag.FlagSet) runFunc {
 	me := fs.Bool("me", false, "show only my jobs")
 	nodes := fs.StringP("nodelist", "w", "", "show jobs running on these `nodes` (host list)")
 	asJSON := fs.Bool("json", false, "print jobs as JSON")
+	start := fs.Bool("start", false, "pending jobs with their expected start times, soonest first")
 	fs.Bool("noconvert", false, "accepted for compatibility")
 	fs.CountP("verbose", "v", "accepted for compatibility")
 
@@ -211,6 +214,9 @@ func setupSqueue(fs *pflag.FlagSet) runFunc {
 		var err error
 		if sel.states, err = parseJobStates(*states); err != nil {
 			return err
+		}
+		if *start && len(*states) == 0 {
+			sel.states = map[api.JobState]bool{api.JobPending: true}
 		}
 		if sel.jobs, err = parseJobSels(append(*jobs, args...)); err != nil {
 			return err
@@ -241,6 +247,8 @@ func setupSqueue(fs *pflag.FlagSet) runFunc {
 		case f != "":
 		case *long:
 			f = squeueLongFormat
+		case *start:
+			f = squeueStartFormat
 		case e.getenv("SQUEUE_FORMAT") != "":
 			f = e.getenv("SQUEUE_FORMAT")
 		default:
@@ -253,6 +261,9 @@ func setupSqueue(fs *pflag.FlagSet) runFunc {
 		sortBy := *sortSpec
 		if sortBy == "" {
 			sortBy = e.getenv("SQUEUE_SORT")
+		}
+		if sortBy == "" && *start {
+			sortBy = "S"
 		}
 		if sortBy == "" {
 			sortBy = squeueDefaultSort
@@ -270,6 +281,7 @@ func setupSqueue(fs *pflag.FlagSet) runFunc {
 		// (MinJobAge), so squeue -t CD or -j shows what Slurm's would.
 		q := api.JobQuery{
 			Users: serverUsers(sel.users), Partitions: sel.partitions, Names: sel.names, IDs: queryIDs(sel.jobs),
+			Start: *start || layout.uses('S') || strings.Contains(sortBy, "S"),
 		}
 		switch {
 		case sel.states != nil:

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 const (
 	squeueDefaultFormat = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 	squeueLongFormat    = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+	squeueStartFormat   = "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
 )
 
 // fmtCtx is what formatting needs besides the records: the clock for
@@ -128,15 +130,39 @@ var squeueCodes = map[byte]jobField{
 	'Q': {header: "PRIORITY", value: func(_ *fmtCtx, j *api.Job) string { return strconv.FormatInt(j.Priority, 10) }},
 	'r': {header: "REASON", value: func(_ *fmtCtx, j *api.Job) string { return jobReason(j) }},
 	'R': {header: "NODELIST(REASON)", noCutHead: true, value: nil}, // see reasonList
-	'S': {header: "START_TIME", value: func(c *fmtCtx, j *api.Job) string { return dateOrNA(j.StartTime, c) }},
+	'S': {header: "START_TIME", value: func(c *fmtCtx, j *api.Job) string { return dateOrNA(jobStartTime(j), c) }},
 	't': {header: "ST", value: func(_ *fmtCtx, j *api.Job) string { return j.State.Short() }},
 	'T': {header: "STATE", value: func(_ *fmtCtx, j *api.Job) string { return string(j.State) }},
 	'u': {header: "USER", value: func(_ *fmtCtx, j *api.Job) string { return j.User }},
 	'U': {header: "UID", value: func(_ *fmtCtx, j *api.Job) string { return strconv.FormatUint(uint64(j.UID), 10) }},
 	'V': {header: "SUBMIT_TIME", value: func(c *fmtCtx, j *api.Job) string { return dateOrNA(j.SubmitTime, c) }},
 	'x': {header: "EXC_NODES", noCut: true, value: func(_ *fmtCtx, j *api.Job) string { return hostlist.Compress(j.Spec.ExcludeNodes) }},
+	// Stockade plans no nodes for pending jobs ahead of their start.
+	'Y': {header: "SCHEDNODES", value: func(_ *fmtCtx, _ *api.Job) string { return "(null)" }},
 	'y': {header: "NICE", value: func(_ *fmtCtx, j *api.Job) string { return strconv.Itoa(j.Spec.Nice) }},
 	'Z': {header: "WORK_DIR", value: func(_ *fmtCtx, j *api.Job) string { return j.Spec.WorkDir }},
+}
+
+// jobStartTime is %S: a pending job's expected start (zero when the
+// scheduler has none), else when the job started.
+func jobStartTime(j *api.Job) time.Time {
+	if j.State == api.JobPending {
+		return j.ExpectedStart
+	}
+	return j.StartTime
+}
+
+// compareStart orders start times with unknown (zero) ones last.
+func compareStart(a, b time.Time) int {
+	switch {
+	case a.IsZero() && b.IsZero():
+		return 0
+	case a.IsZero():
+		return 1
+	case b.IsZero():
+		return -1
+	}
+	return a.Compare(b)
 }
 
 // reasonList is %R: "(Reason)" for jobs that wait or ended badly, the
@@ -224,6 +250,11 @@ func newSqueueLayout(format string) (squeueLayout, []string) {
 		l.items = append(l.items, it)
 	}
 	return l, bad
+}
+
+// uses reports whether the layout prints the field code.
+func (l squeueLayout) uses(code byte) bool {
+	return slices.ContainsFunc(l.items, func(it fmtItem) bool { return it.code == code })
 }
 
 // render prints the header (unless noHeader) and one line per job.

@@ -58,7 +58,7 @@ elected. --json prints the API's status document.`,
 // Display orders for the state counts.
 var (
 	nodeStateOrder = []string{"idle", "mix", "alloc", "drng", "drain", "down", "unk"}
-	jobStateOrder  = []string{"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+	jobStateOrder  = []string{"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
 )
 
 // countLine prints "3 idle, 1 down (4 total)" in the given order, other

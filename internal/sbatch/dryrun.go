@@ -26,6 +26,7 @@ type dryRunJob struct {
 	Partition      string   `json:"partition,omitempty"`
 	Account        string   `json:"account,omitempty"`
 	QOS            string   `json:"qos,omitempty"`
+	Reservation    string   `json:"reservation,omitempty"`
 	TimeLimit      int64    `json:"time_limit,omitempty"`
 	TasksPerNode   int      `json:"tasks_per_node,omitempty"`
 	MemoryPerNode  int64    `json:"memory_per_node,omitempty"`
@@ -52,7 +53,7 @@ type dryRunJob struct {
 // "job" always holds name, script, argv, current_working_directory,
 // environment (sorted "NAME=value" strings), nodes, tasks, cpus_per_task,
 // standard_output, open_mode, requeue, hold and exclusive; it holds
-// partition, account, qos, time_limit (whole minutes, rounded up),
+// partition, account, qos, reservation, time_limit (whole minutes, rounded up),
 // tasks_per_node, memory_per_node and memory_per_cpu (MiB), gpus_per_node,
 // array, dependency (both as given), standard_error, constraints (joined
 // with "&"), required_nodes, exclude_nodes, comment, mail_type, mail_user,
@@ -81,6 +82,7 @@ func DryRunJSON(r *Request) ([]byte, error) {
 		Partition:      s.Partition,
 		Account:        s.Account,
 		QOS:            s.QOS,
+		Reservation:    s.Reservation,
 		TimeLimit:      (s.TimeLimitSec + 59) / 60,
 		TasksPerNode:   s.TasksPerNode,
 		MemoryPerNode:  s.MemoryPerNodeMB,

@@ -33,6 +33,7 @@ type optDef struct {
 // command line) set; later sources overwrite earlier ones.
 type options struct {
 	jobName, partition, account, qos, comment, mailType, mailUser string
+	reservation                                                   string
 
 	nodes, ntasks, cpusPerTask, ntasksPerNode int
 	nodesSet, ntasksSet                       bool
@@ -85,6 +86,8 @@ var implemented = []optDef{
 		set: func(p *parser, v string) error { p.o.account = v; return nil }},
 	{long: "qos", short: "q", arg: reqArg, usage: "quality of service",
 		set: func(p *parser, v string) error { p.o.qos = v; return nil }},
+	{long: "reservation", arg: reqArg, usage: "run the job in this reservation",
+		set: func(p *parser, v string) error { p.o.reservation = v; return nil }},
 	{long: "nodes", short: "N", arg: reqArg, usage: "number of nodes (N or min-max; the minimum is used)",
 		set: setNodes},
 	{long: "ntasks", short: "n", arg: reqArg, usage: "number of tasks",
@@ -271,7 +274,6 @@ var ignored = []optDef{
 	{long: "propagate", arg: optArg, bare: "set"},
 	{long: "quiet", short: "Q"},
 	{long: "reboot"},
-	{long: "reservation", arg: reqArg},
 	{long: "signal", arg: reqArg},
 	{long: "sockets-per-node", arg: reqArg},
 	{long: "spread-job"},

@@ -525,6 +525,7 @@ func (p *parser) finish(script, name string, rest []string) (*api.JobSpec, error
 		Partition:       o.partition,
 		Account:         o.account,
 		QOS:             o.qos,
+		Reservation:     o.reservation,
 		Script:          script,
 		WorkDir:         p.in.Cwd,
 		CPUsPerTask:     1,

@@ -125,6 +125,12 @@ func TestOptions(t *testing.T) {
 		{[]string{"--account=physics"}, func(r *Request) bool { return r.Spec.Account == "physics" }},
 		{[]string{"-q", "high"}, func(r *Request) bool { return r.Spec.QOS == "high" }},
 		{[]string{"--qos=high"}, func(r *Request) bool { return r.Spec.QOS == "high" }},
+		{[]string{"--reservation=maint"}, func(r *Request) bool { return r.Spec.Reservation == "maint" && len(r.Warnings) == 0 }},
+		{[]string{"--reservation", "maint", "-A", "phys", "-q", "high", "--exclusive", "-N", "2", "--ntasks-per-node=4"}, func(r *Request) bool {
+			s := r.Spec
+			return s.Reservation == "maint" && s.Account == "phys" && s.QOS == "high" && s.Exclusive &&
+				s.Nodes == 2 && s.TasksPerNode == 4 && s.Tasks == 8
+		}},
 		{[]string{"-N", "3"}, func(r *Request) bool { return r.Spec.Nodes == 3 && r.Spec.Tasks == 3 }},
 		{[]string{"--nodes=2-4"}, func(r *Request) bool { return r.Spec.Nodes == 2 }},
 		{[]string{"-n", "8"}, func(r *Request) bool { return r.Spec.Tasks == 8 && r.Spec.Nodes == 1 }},
@@ -297,6 +303,7 @@ func TestEnvironmentVariables(t *testing.T) {
 		{map[string]string{"SBATCH_OPEN_MODE": "append"}, func(s *api.JobSpec) bool { return s.OpenMode == "append" }},
 		{map[string]string{"SBATCH_PARTITION": "p"}, func(s *api.JobSpec) bool { return s.Partition == "p" }},
 		{map[string]string{"SBATCH_QOS": "q"}, func(s *api.JobSpec) bool { return s.QOS == "q" }},
+		{map[string]string{"SBATCH_RESERVATION": "r"}, func(s *api.JobSpec) bool { return s.Reservation == "r" }},
 		{map[string]string{"SBATCH_TIMELIMIT": "1:00:00"}, func(s *api.JobSpec) bool { return s.TimeLimitSec == 3600 }},
 	}
 	for _, tt := range tests {
@@ -384,9 +391,9 @@ func TestWarnings(t *testing.T) {
 			[]string{"option --begin is not implemented by Stockade yet; ignored"}},
 		{"short form with argument", []string{"-b", "now", "-J", "x", "job.sh"}, nil, "",
 			[]string{"option --begin is not implemented by Stockade yet; ignored"}},
-		{"directive", []string{"job.sh"}, nil, script("#SBATCH --signal=B:USR1@60 --reservation=r1"),
+		{"directive", []string{"job.sh"}, nil, script("#SBATCH --signal=B:USR1@60 --reservation=r1 --wckey=w"),
 			[]string{"option --signal is not implemented by Stockade yet; ignored",
-				"option --reservation is not implemented by Stockade yet; ignored"}},
+				"option --wckey is not implemented by Stockade yet; ignored"}},
 		{"repeated once", []string{"-v", "-vv", "job.sh"}, nil, "",
 			[]string{"option --verbose is not implemented by Stockade yet; ignored"}},
 		{"optional argument", []string{"--get-user-env", "--propagate=STACK", "-k", "job.sh"}, nil, "",
@@ -548,7 +555,7 @@ func TestHelpAndVersion(t *testing.T) {
 
 func TestDryRunJSON(t *testing.T) {
 	r := mustParse(t, testInput([]string{"-J", "j", "-t", "90:30", "--mem=2G", "-N", "2", "-C", "a&b", "-w", "n[1-2]",
-		"--gpus-per-node=1", "--begin=now", "job.sh", "x"}, map[string]string{"B": "2", "A": "1"}, nil))
+		"--gpus-per-node=1", "--reservation=maint", "--begin=now", "job.sh", "x"}, map[string]string{"B": "2", "A": "1"}, nil))
 	out, err := DryRunJSON(r)
 	if err != nil {
 		t.Fatal(err)
@@ -565,7 +572,7 @@ func TestDryRunJSON(t *testing.T) {
 		"environment": []any{"A=1", "B=2"}, "nodes": 2.0, "tasks": 2.0, "cpus_per_task": 1.0,
 		"standard_output": "slurm-%j.out", "open_mode": "truncate", "requeue": true, "hold": false,
 		"exclusive": false, "time_limit": 91.0, "memory_per_node": 2048.0, "constraints": "a&b",
-		"required_nodes": []any{"n1", "n2"}, "gpus_per_node": 1.0,
+		"required_nodes": []any{"n1", "n2"}, "gpus_per_node": 1.0, "reservation": "maint",
 	}
 	if mustJSON(got.Job) != mustJSON(want) {
 		t.Errorf("job\n got %s\nwant %s", mustJSON(got.Job), mustJSON(want))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	osuser "os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +99,7 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	accountGiven := req.Account != ""
 	if err := normalizeUserAdd(&req); err != nil {
 		return err
 	}
@@ -108,6 +111,11 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 	uid, gid, err := newUserIDs(snap, &req)
 	if err != nil {
 		return err
+	}
+	// A user sacctmgr created has no token yet: this issues one.
+	old := snap.User(req.Name)
+	if old != nil && !accountGiven && old.DefaultAccount != "" {
+		req.Account = old.DefaultAccount
 	}
 	tokenID, token, err := auth.NewToken()
 	if err != nil {
@@ -129,6 +137,14 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	u := &api.User{Name: req.Name, UID: uid, GID: gid, DefaultAccount: req.Account, Accounts: []string{req.Account},
 		Admin: req.Admin, TokenID: tokenID, TokenHash: hash}
+	if old != nil {
+		u.Accounts = slices.Clone(old.Accounts)
+		if !slices.Contains(u.Accounts, req.Account) {
+			u.Accounts = append(u.Accounts, req.Account)
+		}
+		u.DefaultAccount = cmp.Or(old.DefaultAccount, req.Account)
+		u.Admin = old.Admin || req.Admin
+	}
 	if _, err := s.node.Apply(r.Context(), &raftstore.Command{Type: raftstore.CmdAddUser, Time: time.Now().UnixNano(), User: u}); err != nil {
 		return err
 	}
@@ -155,13 +171,22 @@ func normalizeUserAdd(req *api.UserAddRequest) error {
 }
 
 // newUserIDs is handleAddUser's check of a (normalized) request against
-// the state, under userMu: the user must be new. It returns the new user's
-// uid and gid (resolveIDs).
+// the state, under userMu: the user must be new, or have no token yet (made
+// with sacctmgr). It returns the user's uid and gid (resolveIDs for a new
+// one).
 func newUserIDs(snap *raftstore.Snapshot, req *api.UserAddRequest) (uid, gid uint32, err error) {
-	if snap.User(req.Name) != nil {
+	old := snap.User(req.Name)
+	switch {
+	case old == nil:
+		return resolveIDs(*req)
+	case old.TokenID != "":
 		return 0, 0, errorf(http.StatusConflict, "name: user %s already exists", req.Name)
+	case req.UID != nil && *req.UID != old.UID:
+		return 0, 0, errorf(http.StatusConflict, "uid: user %s exists with uid %d", req.Name, old.UID)
+	case req.GID != nil && *req.GID != old.GID:
+		return 0, 0, errorf(http.StatusConflict, "gid: user %s exists with gid %d", req.Name, old.GID)
 	}
-	return resolveIDs(*req)
+	return old.UID, old.GID, nil
 }
 
 // resolveIDs takes uid and gid from the request, else from the user of

@@ -14,6 +14,7 @@ import (
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 	"github.com/stockade-hpc/stockade/internal/sbatch"
+	"github.com/stockade-hpc/stockade/raftstore"
 )
 
 // Config is the cluster configuration file given with --config (TOML):
@@ -31,15 +32,55 @@ import (
 //	priority_tier = 1
 //	state = "UP"                      # UP or DOWN
 //	require_trust = "attested"        # "", "approved" or "attested": nodes' TPM trust tier
+//	allow_accounts = ["physics"]      # or "a,b"; default: every account
+//	allow_qos = ["normal", "high"]    # or "a,b"; default: every QoS
+//	exclusive_nodes = false           # OverSubscribe=EXCLUSIVE: whole nodes per job
+//
+//	[scheduler]                       # api.SchedConfig; unset keys keep the defaults
+//	policy = "backfill"               # backfill, priority or fifo
+//	max_age_sec = 604800
+//	decay_half_life_sec = 604800      # 0: no decay
+//	favor_small = false
+//	gpu_weight = 10.0
+//	backfill_depth = 1000
+//	backfill_window_sec = 86400
+//	backfill_reservations = 0
+//	default_qos = "normal"
+//	[scheduler.weights]
+//	age = 1000
+//	fairshare = 10000
+//	job_size = 1000
+//	partition = 10000
+//	qos = 10000
+//
+//	[[qos]]
+//	name = "high"                     # required, unique
+//	description = "deadlines"
+//	priority = 100
+//	max_jobs_per_user = 10            # running
+//	max_submit_jobs_per_user = 50     # pending + running
+//	max_tres_per_user = "cpu=64,node=4,gres/gpu=8,mem=256G"
+//	max_tres_per_account = "cpu=256"
+//	max_wall = "2-00:00:00"           # Slurm time, or minutes
+//	preempt = ["low"]                 # or "a,b": QoS of this file (or default_qos)
+//	preempt_mode = "requeue"          # off, requeue or cancel
+//	grace_time = 120                  # seconds, or a Slurm time
+//	usage_factor = 1.0
 //
 // Times may also be integers (minutes, as in slurm.conf). Unknown keys are
-// errors. The leader applies the partitions whenever they differ from the
-// replicated state, so every controller should be given the same file.
-// Without --config the cluster has one default partition "batch" holding
-// every registered node.
+// errors. The leader applies the partitions, the scheduler table and the
+// QoS whenever they differ from the replicated state, so every controller
+// should be given the same file; QoS not in the file are managed with
+// sacctmgr. The default QoS always exists: the leader creates it when
+// missing. Without --config the cluster has one default partition "batch"
+// holding every registered node, and the default scheduler configuration.
 type Config struct {
 	ClusterName string
 	Partitions  []PartitionConfig
+	// Scheduler is the [scheduler] table over api.DefaultSchedConfig.
+	Scheduler api.SchedConfig
+	// QOS are the [[qos]] tables.
+	QOS []api.QOS
 }
 
 // PartitionConfig is one [[partitions]] table. Partition.Nodes is the
@@ -54,7 +95,7 @@ func DefaultConfig() *Config {
 	return &Config{ClusterName: "stockade", Partitions: []PartitionConfig{{
 		Partition: api.Partition{Name: "batch", Default: true, Up: true},
 		AllNodes:  true,
-	}}}
+	}}, Scheduler: api.DefaultSchedConfig()}
 }
 
 // LoadConfig reads and parses a config file.
@@ -81,15 +122,47 @@ func ParseConfig(data []byte) (*Config, error) {
 	var raw struct {
 		ClusterName *string          `toml:"cluster_name"`
 		Partitions  []map[string]any `toml:"partitions"`
+		Scheduler   toml.Primitive   `toml:"scheduler"`
+		QOS         []map[string]any `toml:"qos"`
 	}
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		return nil, oneLine(err)
 	}
+	c := &Config{ClusterName: "stockade", Scheduler: api.DefaultSchedConfig()}
+	if md.IsDefined("scheduler") {
+		if err := md.PrimitiveDecode(raw.Scheduler, &c.Scheduler); err != nil {
+			return nil, fmt.Errorf("scheduler: %w", oneLine(err))
+		}
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("%s: unknown key", und[0].String())
 	}
-	c := &Config{ClusterName: "stockade"}
+	if err := raftstore.ValidateSchedConfig(&c.Scheduler); err != nil {
+		return nil, fmt.Errorf("scheduler.%w", err)
+	}
+	qosNames := map[string]bool{}
+	for i, tbl := range raw.QOS {
+		q, err := parseQOS(tbl)
+		if err != nil {
+			return nil, fmt.Errorf("qos[%d].%w", i, err)
+		}
+		if qosNames[q.Name] {
+			return nil, fmt.Errorf("qos[%d].name: duplicate qos %q", i, q.Name)
+		}
+		qosNames[q.Name] = true
+		c.QOS = append(c.QOS, q)
+	}
+	for i, q := range c.QOS {
+		for _, p := range q.Preempt {
+			if !qosNames[p] && p != c.Scheduler.DefaultQOS {
+				return nil, fmt.Errorf("qos[%d].preempt: qos %q is not defined in this file", i, p)
+			}
+			if p == q.Name {
+				return nil, fmt.Errorf("qos[%d].preempt: qos %s cannot preempt itself", i, p)
+			}
+		}
+	}
 	if raw.ClusterName != nil {
 		if !partitionNameRE.MatchString(*raw.ClusterName) {
 			return nil, fmt.Errorf("cluster_name: invalid name %q", *raw.ClusterName)
@@ -214,6 +287,16 @@ func parsePartition(tbl map[string]any) (PartitionConfig, error) {
 			default:
 				return p, kerr(k, "want approved or attested, got %v", quoteAny(v))
 			}
+		case "allow_accounts":
+			p.AllowAccounts, err = namesValue(k, v)
+		case "allow_qos":
+			p.AllowQOS, err = namesValue(k, v)
+		case "exclusive_nodes":
+			b, ok := v.(bool)
+			if !ok {
+				return p, kerr(k, "want true or false, got %v", quoteAny(v))
+			}
+			p.ExclusiveNodes = b
 		default:
 			return p, kerr(k, "unknown key")
 		}
@@ -231,6 +314,174 @@ func parsePartition(tbl map[string]any) (PartitionConfig, error) {
 		return p, kerr("default_time", "exceeds max_time")
 	}
 	return p, nil
+}
+
+// namesValue reads a list of account or QoS names: a TOML array of
+// strings or one comma-separated string.
+func namesValue(key string, v any) ([]string, error) {
+	var items []string
+	switch t := v.(type) {
+	case string:
+		items = strings.Split(t, ",")
+	case []any:
+		for _, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return nil, kerr(key, "want names, got %v", quoteAny(e))
+			}
+			items = append(items, s)
+		}
+	default:
+		return nil, kerr(key, "want a list of names, got %v", quoteAny(v))
+	}
+	var out []string
+	for _, s := range items {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !partitionNameRE.MatchString(s) {
+			return nil, kerr(key, "invalid name %q", s)
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func intValue(key string, v any, maxV int64) (int64, error) {
+	n, ok := v.(int64)
+	if !ok || n < 0 || n > maxV {
+		return 0, kerr(key, "want a whole number 0..%d, got %v", maxV, quoteAny(v))
+	}
+	return n, nil
+}
+
+// tresValue reads Slurm's TRES syntax: "cpu=4,node=2,gres/gpu=1,mem=8G".
+func tresValue(key string, v any) (api.TRES, error) {
+	var t api.TRES
+	s, ok := v.(string)
+	if !ok {
+		return t, kerr(key, "want a string such as \"cpu=4,mem=8G\", got %v", quoteAny(v))
+	}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(item, "=")
+		if !ok {
+			return t, kerr(key, "%q is not name=value", item)
+		}
+		name = strings.ToLower(strings.TrimSpace(name))
+		val = strings.TrimSpace(val)
+		if name == "mem" {
+			mb, err := sbatch.ParseMemory(val)
+			if err != nil || mb < 0 {
+				return t, kerr(key, "invalid mem %q", val)
+			}
+			t.MemoryMB = mb
+			continue
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 || n > 1<<30 {
+			return t, kerr(key, "invalid %s count %q", name, val)
+		}
+		switch name {
+		case "cpu":
+			t.CPUs = n
+		case "node":
+			t.Nodes = n
+		case "gres/gpu", "gpu":
+			t.GPUs = n
+		default:
+			return t, kerr(key, "unknown resource %q (want cpu, node, gres/gpu or mem)", name)
+		}
+	}
+	return t, nil
+}
+
+// parseQOS reads one [[qos]] table.
+func parseQOS(tbl map[string]any) (api.QOS, error) {
+	var q api.QOS
+	keys := make([]string, 0, len(tbl))
+	for k := range tbl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := tbl[k]
+		var err error
+		var n int64
+		switch k {
+		case "name":
+			s, ok := v.(string)
+			if !ok || !partitionNameRE.MatchString(s) {
+				return q, kerr(k, "invalid qos name %v", quoteAny(v))
+			}
+			q.Name = s
+		case "description":
+			s, ok := v.(string)
+			if !ok {
+				return q, kerr(k, "want a string, got %v", quoteAny(v))
+			}
+			q.Description = s
+		case "priority":
+			n, err = intValue(k, v, 1<<31-1)
+			q.Priority = int(n)
+		case "max_jobs_per_user":
+			n, err = intValue(k, v, 1<<30)
+			q.MaxJobsPerUser = int(n)
+		case "max_submit_jobs_per_user":
+			n, err = intValue(k, v, 1<<30)
+			q.MaxSubmitJobsPerUser = int(n)
+		case "max_tres_per_user":
+			q.MaxTRESPerUser, err = tresValue(k, v)
+		case "max_tres_per_account":
+			q.MaxTRESPerAccount, err = tresValue(k, v)
+		case "max_wall":
+			q.MaxWallSec, err = timeValue(k, v)
+		case "preempt":
+			q.Preempt, err = namesValue(k, v)
+		case "preempt_mode":
+			s, _ := v.(string)
+			switch m := strings.ToLower(s); m {
+			case api.PreemptOff:
+			case api.PreemptRequeue, api.PreemptCancel:
+				q.PreemptMode = m
+			default:
+				return q, kerr(k, "want off, requeue or cancel, got %v", quoteAny(v))
+			}
+		case "grace_time":
+			if s, ok := v.(string); ok {
+				q.GraceTimeSec, err = timeValue(k, s)
+			} else {
+				q.GraceTimeSec, err = intValue(k, v, 1<<31-1)
+			}
+		case "usage_factor":
+			switch f := v.(type) {
+			case float64:
+				q.UsageFactor = f
+			case int64:
+				q.UsageFactor = float64(f)
+			default:
+				return q, kerr(k, "want a number, got %v", quoteAny(v))
+			}
+		default:
+			return q, kerr(k, "unknown key")
+		}
+		if err != nil {
+			return q, err
+		}
+	}
+	if q.Name == "" {
+		return q, kerr("name", "required")
+	}
+	if err := raftstore.ValidateQOS(&q); err != nil {
+		return q, err
+	}
+	return q, nil
 }
 
 func quoteAny(v any) string {
@@ -317,7 +568,9 @@ func partitionsEqual(want []api.Partition, have []*api.Partition) bool {
 		if w.Name != h.Name || w.Default != h.Default || w.Up != h.Up || w.MaxTimeSec != h.MaxTimeSec ||
 			w.DefaultTimeSec != h.DefaultTimeSec || w.MaxNodes != h.MaxNodes ||
 			w.DefMemPerCPUMB != h.DefMemPerCPUMB || w.PriorityTier != h.PriorityTier ||
-			w.RequireTrust != h.RequireTrust || !slices.Equal(w.Nodes, h.Nodes) {
+			w.RequireTrust != h.RequireTrust || !slices.Equal(w.Nodes, h.Nodes) ||
+			!slices.Equal(w.AllowAccounts, h.AllowAccounts) || !slices.Equal(w.AllowQOS, h.AllowQOS) ||
+			w.ExclusiveNodes != h.ExclusiveNodes {
 			return false
 		}
 	}

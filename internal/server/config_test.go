@@ -291,3 +291,122 @@ func TestCommandFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigPolicy(t *testing.T) {
+	text := `
+[[partitions]]
+name = "batch"
+nodes = "n1"
+allow_accounts = ["physics", "chem", "physics"]
+allow_qos = "normal, high"
+exclusive_nodes = true
+
+[scheduler]
+policy = "fifo"
+decay_half_life_sec = 3600
+gpu_weight = 2.5
+default_qos = "standard"
+[scheduler.weights]
+fairshare = 5
+
+[[qos]]
+name = "high"
+description = "deadlines"
+priority = 100
+max_jobs_per_user = 10
+max_submit_jobs_per_user = 20
+max_tres_per_user = "cpu=64, node=4, gres/gpu=8, mem=2G"
+max_tres_per_account = "cpu=256"
+max_wall = "2-00:00:00"
+preempt = ["low", "standard"]
+preempt_mode = "REQUEUE"
+grace_time = "0:02:00"
+usage_factor = 2
+
+[[qos]]
+name = "low"
+preempt_mode = "off"
+grace_time = 30
+usage_factor = 0.5
+`
+	c, err := ParseConfig([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Partitions[0]
+	if !slices.Equal(p.AllowAccounts, []string{"physics", "chem"}) || !slices.Equal(p.AllowQOS, []string{"normal", "high"}) || !p.ExclusiveNodes {
+		t.Errorf("partition %+v", p.Partition)
+	}
+	want := api.DefaultSchedConfig()
+	want.Policy, want.DecayHalfLifeSec, want.GPUWeight, want.DefaultQOS = "fifo", 3600, 2.5, "standard"
+	want.Weights.FairShare = 5
+	if c.Scheduler != want {
+		t.Errorf("scheduler %+v, want %+v (unset keys keep the defaults)", c.Scheduler, want)
+	}
+	wantQOS := []api.QOS{
+		{Name: "high", Description: "deadlines", Priority: 100, MaxJobsPerUser: 10, MaxSubmitJobsPerUser: 20,
+			MaxTRESPerUser: api.TRES{CPUs: 64, Nodes: 4, GPUs: 8, MemoryMB: 2048}, MaxTRESPerAccount: api.TRES{CPUs: 256},
+			MaxWallSec: 2 * 86400, Preempt: []string{"low", "standard"}, PreemptMode: api.PreemptRequeue, GraceTimeSec: 120, UsageFactor: 2},
+		{Name: "low", GraceTimeSec: 30, UsageFactor: 0.5},
+	}
+	if len(c.QOS) != 2 || !qosEqual(&c.QOS[0], &wantQOS[0]) || !qosEqual(&c.QOS[1], &wantQOS[1]) {
+		t.Errorf("qos\n got %+v\nwant %+v", c.QOS, wantQOS)
+	}
+
+	// The new partition keys take part in the comparison with the state.
+	parts, _ := c.desired(nil)
+	changed := parts[0]
+	changed.AllowQOS = []string{"normal"}
+	if partitionsEqual(parts, []*api.Partition{&changed}) {
+		t.Error("partitionsEqual ignores allow_qos")
+	}
+	if d := DefaultConfig(); d.Scheduler != api.DefaultSchedConfig() || len(d.QOS) != 0 {
+		t.Errorf("default config %+v", d)
+	}
+}
+
+func TestParseConfigPolicyErrors(t *testing.T) {
+	part := "[[partitions]]\nname = \"p\"\nnodes = \"n1\"\n"
+	qos := func(body string) string { return "[[qos]]\nname = \"q\"\n" + body }
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{"bad allow_accounts", part + `allow_accounts = 5`, "partitions[0].allow_accounts"},
+		{"bad allow_qos name", part + `allow_qos = ["a b"]`, `partitions[0].allow_qos: invalid name "a b"`},
+		{"bad exclusive_nodes", part + `exclusive_nodes = "yes"`, "partitions[0].exclusive_nodes"},
+		{"unknown scheduler key", "[scheduler]\ncolour = 1", "scheduler.colour: unknown key"},
+		{"unknown weight", "[scheduler.weights]\nnice = 1", "scheduler.weights.nice: unknown key"},
+		{"bad policy", "[scheduler]\npolicy = \"lottery\"", "scheduler.policy"},
+		{"negative weight", "[scheduler.weights]\nqos = -1", "scheduler.weights.qos"},
+		{"wrong type", "[scheduler]\nbackfill_depth = \"deep\"", "scheduler"},
+		{"qos without name", "[[qos]]\npriority = 1", "qos[0].name: required"},
+		{"bad qos name", "[[qos]]\nname = \"a/b\"", "qos[0].name"},
+		{"duplicate qos", qos("") + "\n" + qos(""), `qos[1].name: duplicate qos "q"`},
+		{"unknown qos key", qos("colour = 1"), "qos[0].colour: unknown key"},
+		{"negative priority", qos("priority = -1"), "qos[0].priority"},
+		{"bad tres", qos(`max_tres_per_user = "cpu=x"`), "qos[0].max_tres_per_user"},
+		{"unknown tres", qos(`max_tres_per_user = "licenses=3"`), `qos[0].max_tres_per_user: unknown resource "licenses"`},
+		{"bad wall", qos(`max_wall = "soon"`), "qos[0].max_wall"},
+		{"bad preempt mode", qos(`preempt_mode = "suspend"`), "qos[0].preempt_mode"},
+		{"preempt unknown", qos(`preempt = ["gold"]`), `qos[0].preempt: qos "gold" is not defined in this file`},
+		{"preempt itself", qos(`preempt = "q"`), "qos[0].preempt: qos q cannot preempt itself"},
+		{"bad usage factor", qos(`usage_factor = "lots"`), "qos[0].usage_factor"},
+		{"negative usage factor", qos(`usage_factor = -1.0`), "qos[0].usage_factor"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.text))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.text)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q spans lines", err)
+			}
+		})
+	}
+}

@@ -158,7 +158,7 @@ func parseStates(list []string) (map[api.JobState]bool, error) {
 		return nil, nil
 	}
 	all := []api.JobState{api.JobPending, api.JobRunning, api.JobCompleted, api.JobFailed,
-		api.JobCancelled, api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail}
+		api.JobCancelled, api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail, api.JobPreempted}
 	out := map[api.JobState]bool{}
 	for _, s := range list {
 		s = strings.ToUpper(strings.TrimSpace(s))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/http"
@@ -78,6 +79,10 @@ func validateSubmit(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) er
 		return err
 	}
 	if err := scheduler.ValidateSpec(snap, spec); err != nil {
+		return badRequest("%s", oneLine(err).Error())
+	}
+	// QoS and association limits on what may be queued.
+	if err := scheduler.CheckSubmit(snap, u.Name, spec, max(1, len(spec.ArrayTasks))); err != nil {
 		return badRequest("%s", oneLine(err).Error())
 	}
 	return nil
@@ -202,9 +207,6 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 	if len(spec.SubmitID) > maxSubmit {
 		return badRequest("job.submit_id: longer than %d characters", maxSubmit)
 	}
-	if spec.QOS != "" && spec.QOS != "normal" {
-		return badRequest("job.qos: unknown QOS %q (only \"normal\" exists)", spec.QOS)
-	}
 	if spec.Array != "" && len(spec.ArrayTasks) == 0 {
 		tasks, maxRun, err := sbatch.ParseArray(spec.Array)
 		if err != nil {
@@ -255,8 +257,17 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 			return errorf(http.StatusForbidden, "job.account: user %s may not use account %s", u.Name, spec.Account)
 		}
 	}
+	// No QoS given: the association's default, else the cluster's.
+	if spec.QOS == "" {
+		spec.QOS = raftstore.ResolveQOS(snap, spec.Account, u.Name)
+	} else if !policyName(spec.QOS) || snap.QOS(spec.QOS) == nil {
+		return badRequest("job.qos: no such QOS %q", spec.QOS)
+	}
 	return nil
 }
+
+// policyName reports whether s could name a QoS, account or reservation.
+func policyName(s string) bool { return partitionNameRE.MatchString(s) }
 
 // expandNodes expands host list expressions (node[1-3]) in a node list.
 func expandNodes(field string, in []string) ([]string, error) {
@@ -316,6 +327,10 @@ func testOnly(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec, now time
 	if spec.Hold {
 		j.HeldBy, j.Reason = "user", api.ReasonJobHeldUser
 	}
+	// Resolved as the state machine resolves it at submit.
+	if pt := snap.Partition(spec.Partition); pt != nil {
+		j.TimeLimitSec = cmp.Or(spec.TimeLimitSec, pt.DefaultTimeSec, pt.MaxTimeSec)
+	}
 	if len(spec.ArrayTasks) > 0 {
 		j.ArrayJobID, j.ArrayTaskID = j.ID, spec.ArrayTasks[0]
 	}
@@ -346,6 +361,7 @@ type jobFilter struct {
 	names        []string
 	since, until time.Time
 	allEnded     bool // include ended jobs of any age
+	start        bool // squeue --start: answered by the leader
 	now          time.Time
 }
 
@@ -418,6 +434,11 @@ func parseListQuery(q url.Values, self *api.User, now time.Time) (*jobFilter, []
 			return nil, nil, badRequest("all: want true or false, not %q", v)
 		}
 	}
+	if v := q.Get("start"); v != "" {
+		if f.start, err = strconv.ParseBool(v); err != nil {
+			return nil, nil, badRequest("start: want true or false, not %q", v)
+		}
+	}
 	if !f.since.IsZero() || !f.until.IsZero() {
 		f.allEnded = true
 	}
@@ -433,6 +454,11 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, c *calle
 	f, refs, err := parseListQuery(q, c.user, time.Now())
 	if err != nil {
 		return err
+	}
+	// Expected starts live in the leader's memory: a stale read of them
+	// goes there too.
+	if f.start && s.leaderOnlyStart(w, r) {
+		return nil
 	}
 	snap := s.store().Snapshot()
 	var cands []*api.Job
@@ -452,18 +478,23 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request, c *calle
 	default:
 		cands = append(snap.PendingJobs(), snap.RunningJobs()...)
 		for _, st := range []api.JobState{api.JobCompleted, api.JobFailed, api.JobCancelled,
-			api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail} {
+			api.JobTimeout, api.JobOutOfMemory, api.JobNodeFail, api.JobPreempted} {
 			cands = append(cands, snap.JobsByState(st)...)
 		}
 	}
 	resp := api.JobsResponse{Jobs: []api.Job{}, Index: snap.Index()}
 	seen := map[uint64]bool{}
+	leader := s.node.IsLeader()
 	for _, j := range cands {
 		if seen[j.ID] || !f.match(j) {
 			continue
 		}
 		seen[j.ID] = true
-		resp.Jobs = append(resp.Jobs, *j)
+		cp := *j
+		if leader && cp.State == api.JobPending {
+			cp.ExpectedStart = s.schedMem().startTime(cp.ID)
+		}
+		resp.Jobs = append(resp.Jobs, cp)
 	}
 	slices.SortFunc(resp.Jobs, func(a, b api.Job) int {
 		switch {

@@ -23,12 +23,18 @@ const (
 	livenessTick  = time.Second
 	configTick    = 2 * time.Second
 	maxPlacements = 1000
+	// priorityPeriod is how often a pass writes recomputed priorities
+	// back (Slurm's PriorityCalcPeriod); newly submitted jobs get theirs
+	// sooner, but at most every priorityNewJobs.
+	priorityPeriod  = time.Minute
+	priorityNewJobs = 5 * time.Second
 )
 
 // leadership starts the leader's loops when this member becomes leader
 // (with a complete state) and stops them when it stops leading.
 func (s *Server) leadership() {
 	defer s.wg.Done()
+	defer s.dropSchedMem()
 	changes := s.node.LeadershipChanges()
 	var stop func()
 	defer func() {
@@ -153,6 +159,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 	var last uint64
 	var lastPass time.Time
 	var passTook time.Duration
+	var prio priorityClock
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, schedTick)
 		st.WaitForIndex(wctx, last)
@@ -172,8 +179,10 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		lastPass = time.Now()
 		snap := st.Snapshot()
 		last = snap.Index()
-		plan := scheduler.Schedule(lastPass, snap, scheduler.Options{MaxPlacementsPerPass: maxPlacements})
+		plan := scheduler.Schedule(lastPass, snap, scheduler.Options{MaxPlacementsPerPass: maxPlacements,
+			UpdatePriorities: prio.due(lastPass, snap.NextJobID())})
 		passTook = time.Since(lastPass)
+		s.schedMem().setStartTimes(plan.StartTimes)
 		if plan.Empty() {
 			continue
 		}
@@ -188,7 +197,28 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			s.log.Debug("scheduler pass", "started", pr.Applied, "rejected", len(pr.Rejected),
 				"pending", len(snap.PendingJobs()), "took", time.Since(lastPass))
 		}
+		if pr, ok := res.(*raftstore.PlanResult); ok && len(pr.Preempted) > 0 {
+			s.log.Info("jobs preempted", "jobs", pr.Preempted)
+		}
 	}
+}
+
+// priorityClock decides when a pass writes priorities back: every
+// priorityPeriod, and sooner (at most every priorityNewJobs) once jobs
+// were submitted since the last write, whose stored priority is only the
+// submit-time estimate.
+type priorityClock struct {
+	last   time.Time
+	nextID uint64 // NextJobID at the last write
+}
+
+func (p *priorityClock) due(now time.Time, nextID uint64) bool {
+	since := now.Sub(p.last)
+	if since >= priorityPeriod || (nextID > p.nextID && since >= priorityNewJobs) {
+		p.last, p.nextID = now, nextID
+		return true
+	}
+	return false
 }
 
 // resetSeen gives every node a fresh grace period: a new leader has no
@@ -271,6 +301,14 @@ func (s *Server) configLoop(ctx context.Context) {
 				}
 			} else {
 				s.log.Info("partition configuration applied", "partitions", len(parts))
+			}
+		}
+		for _, cmd := range policyCommands(s.cfg, s.store().Snapshot(), time.Now()) {
+			if _, err := s.node.Apply(ctx, cmd); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("applying the scheduling policy configuration", "command", cmd.Type, "err", err)
+				}
+				break
 			}
 		}
 		select {

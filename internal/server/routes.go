@@ -102,6 +102,22 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/nodes/revoke", write, admin, s.handleRevokeNode)
 	h("GET /v1/nodes/{name}/attest-log", onLeader, admin, s.handleAttestLog)
 
+	h("GET /v1/accounting", read, user, s.handleAccounting)
+	h("POST /v1/accounting", write, admin, s.handleChangeAccounting)
+	h("GET /v1/priorities", read, user, s.handlePriorities)
+	h("GET /v1/shares", read, user, s.handleShares)
+	h("GET /v1/schedconfig", read, user, s.handleSchedConfig)
+	h("GET /v1/reservations", read, user, s.handleReservations)
+	h("POST /v1/reservations", write, admin, s.handleChangeReservation)
+
+	// Job steps (srun): the step routes of a job authenticate themselves,
+	// since they also take the job's credential.
+	h("POST /v1/jobs/{id}/steps", write, anyone, s.handleCreateStep)
+	h("GET /v1/jobs/{id}/steps/{step}", read, anyone, s.handleGetStep)
+	h("GET /v1/steps", read, user, s.handleListSteps)
+	h("GET /v1/agent/steps", local, agent, s.handleAgentSteps)
+	h("POST /v1/agent/step-report", write, agent, s.handleStepReport)
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

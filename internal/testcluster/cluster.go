@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,10 +90,21 @@ type Proc struct {
 	args []string
 	cmd  *exec.Cmd
 	log  string
+	// enter, if set, calls start (which forks the process) in the
+	// namespaces the process belongs in (Options.NetNS).
+	enter func(start func() error) error
 }
 
 // Log is the path of the process's log (stdout and stderr).
 func (p *Proc) Log() string { return p.log }
+
+// Pid is the process id of the process's last start (0 before any).
+func (p *Proc) Pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
 
 // Cluster is a set of controller and agent processes under one temp dir.
 type Cluster struct {
@@ -109,6 +121,10 @@ type Cluster struct {
 	// the TPMs' manufacturer CA (root and intermediate). "" without TPMs.
 	TPMCABundle string
 	linkDir     string
+	// net is the private network of Options.NetNS (nil without).
+	net *privateNet
+	// agentCPUs is every agent's --cpus.
+	agentCPUs int
 	// bins are the binaries agents run from other than the one under test
 	// (their job shims are killed by Stop too).
 	bins []string
@@ -136,8 +152,14 @@ func (p *Proc) start(t testing.TB) {
 	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+	if p.enter != nil {
+		err = p.enter(p.cmd.Start)
+	} else {
+		err = p.cmd.Start()
+	}
+	if err != nil {
+		f.Close()
+		t.Fatalf("starting %s: %v", p.name, err)
 	}
 	go func() { p.cmd.Wait(); f.Close() }()
 }
@@ -199,6 +221,17 @@ type Options struct {
 	// the policy allows no agent binary until an admin adds one (see
 	// StartAgentWith).
 	TPMNodes []string
+	// NetNS runs every agent in a network namespace of its own (and a UTS
+	// namespace whose host name is the node name) and the controllers in
+	// a "hub" namespace, joined by a private network that lives entirely
+	// in namespaces the cluster creates (see netns.go); nothing is
+	// configured in the test's own namespace. The test process stays
+	// where it is: Client, CLI and DialContext reach the controllers
+	// through the hub. Not with TPMNodes (their taps listen on the test's
+	// loopback).
+	NetNS bool
+	// AgentCPUs is the CPU count each agent offers (--cpus); 0 is 2.
+	AgentCPUs int
 }
 
 // StartClusterWith starts a cluster as opts say.
@@ -213,7 +246,22 @@ func StartClusterWith(t testing.TB, opts Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}, TPMs: map[string]*TPM{}}
+	c := &Cluster{t: t, Dir: dir, Agents: map[string]*Proc{}, TPMs: map[string]*TPM{}, agentCPUs: opts.AgentCPUs}
+	if c.agentCPUs <= 0 {
+		c.agentCPUs = 2
+	}
+	if opts.NetNS {
+		if len(opts.TPMNodes) > 0 {
+			t.Fatal("testcluster: NetNS does not support TPMNodes")
+		}
+		n, err := newPrivateNet()
+		if err != nil {
+			t.Fatalf("private network for NetNS: %v", err)
+		}
+		// Registered before Stop, so it runs after the processes are gone.
+		t.Cleanup(n.close)
+		c.net = n
+	}
 	conf := opts.Config
 	if conf == "" {
 		conf = testClusterConfig
@@ -250,8 +298,18 @@ func (c *Cluster) AddController(cfg string) *Controller {
 	t.Helper()
 	n := len(c.Controllers) + 1
 	ctl := &Controller{ID: fmt.Sprintf("c%d", n), DataDir: filepath.Join(c.Dir, fmt.Sprintf("c%d", n))}
-	ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if c.net != nil {
+		// The controller's own address on the hub's bridge, which its
+		// certificate carries as the host it listens on.
+		var err error
+		if ctl.APIAddr, ctl.RaftAddr, err = c.net.addController(); err != nil {
+			t.Fatalf("controller %s address: %v", ctl.ID, err)
+		}
+		ctl.enter = c.net.inHub
+	} else {
+		ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
 	ctl.name = ctl.ID
 	ctl.log = filepath.Join(c.Dir, ctl.ID+".log")
 	ctl.args = []string{"server", "--id", ctl.ID, "--data-dir", ctl.DataDir, "--listen", ctl.APIAddr,
@@ -321,7 +379,7 @@ func (c *Cluster) StartAgentWith(name string, opts AgentOptions) *Proc {
 		p = &Proc{name: name, bin: opts.Binary, log: filepath.Join(c.Dir, name+".log")}
 		p.args = []string{"agent", "--name", name, "--servers", strings.Join(c.APIAddrs(), ","),
 			"--state-dir", c.AgentStateDir(name),
-			"--cpus", "2", "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s",
+			"--cpus", fmt.Sprint(c.agentCPUs), "--memory", "2G", "--heartbeat", "500ms", "--kill-grace", "2s",
 			"--cgroup-parent", c.cgroupParent() + "/" + name}
 		if tpm := c.TPMs[name]; tpm != nil {
 			p.args = append(p.args, "--tpm", tpm.Spec, "--ca-cert", c.CAFile)
@@ -329,6 +387,9 @@ func (c *Cluster) StartAgentWith(name string, opts AgentOptions) *Proc {
 			p.args = append(p.args, "--join-token-file", filepath.Join(c.Controllers[0].DataDir, "agent-join-token"))
 		}
 		p.args = append(p.args, opts.Args...)
+		if c.net != nil {
+			p.enter = c.net.nodeEnter(name)
+		}
 		if opts.Binary != "" && !slices.Contains(c.bins, opts.Binary) {
 			c.bins = append(c.bins, opts.Binary)
 		}
@@ -397,7 +458,65 @@ func (c *Cluster) Client(token string) *api.Client {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	return api.NewClient(c.APIAddrs(), token, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})
+	cl := api.NewClient(c.APIAddrs(), token, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})
+	if c.net != nil {
+		cl.HTTP.Transport.(*http.Transport).DialContext = c.net.dial
+	}
+	return cl
+}
+
+// DialContext connects to an address of the cluster's network: from the
+// hub namespace with Options.NetNS (where the controllers listen), else
+// from the test's own.
+func (c *Cluster) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.net != nil {
+		return c.net.dial(ctx, network, addr)
+	}
+	return (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
+}
+
+// slurmNames are the names the binary answers to as a Slurm command.
+var slurmNames = []string{"sbatch", "squeue", "scancel", "sinfo", "scontrol", "sacct", "srun"}
+
+// binDir is a directory of links to the binary under test named like the
+// Slurm commands (and stockade), for CLI.
+func (c *Cluster) binDir() string {
+	if c.linkDir == "" {
+		c.linkDir = filepath.Join(c.Dir, "bin")
+		os.MkdirAll(c.linkDir, 0o755)
+		for _, n := range slices.Concat(slurmNames, []string{"stockade"}) {
+			os.Symlink(stockadeBin, filepath.Join(c.linkDir, n))
+		}
+	}
+	return c.linkDir
+}
+
+// JobBinDir installs the binary under test, with links named like the
+// Slurm commands, in dir/bin, owned by uid and readable by all, and
+// returns that directory, for the PATH of jobs that run srun or scontrol.
+// Jobs see the host's files but a private /tmp, which keeps only their
+// working directory: give that (or a directory below it).
+func (c *Cluster) JobBinDir(dir string, uid int) string {
+	t := c.t
+	t.Helper()
+	bd := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(stockadeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bd, "stockade"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range slurmNames {
+		os.Symlink("stockade", filepath.Join(bd, n))
+	}
+	for _, n := range slices.Concat(slurmNames, []string{"stockade", ""}) {
+		os.Lchown(filepath.Join(bd, n), uid, uid)
+	}
+	return bd
 }
 
 // CLI runs the binary under a Slurm command name (argv[0] = args[0]) with
@@ -411,14 +530,7 @@ func (c *Cluster) CLIIn(dir, token string, env []string, args ...string) (string
 	if token == "" {
 		token = c.AdminToken
 	}
-	if c.linkDir == "" {
-		c.linkDir = filepath.Join(c.Dir, "bin")
-		os.MkdirAll(c.linkDir, 0o755)
-		for _, n := range []string{"sbatch", "squeue", "scancel", "sinfo", "scontrol", "sacct", "stockade"} {
-			os.Symlink(stockadeBin, filepath.Join(c.linkDir, n))
-		}
-	}
-	cmd := exec.Command(filepath.Join(c.linkDir, args[0]), args[1:]...)
+	cmd := exec.Command(filepath.Join(c.binDir(), args[0]), args[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"STOCKADE_SERVERS="+strings.Join(c.APIAddrs(), ","),
@@ -428,7 +540,13 @@ func (c *Cluster) CLIIn(dir, token string, env []string, args ...string) (string
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	var err error
+	if c.net != nil {
+		// The command runs in the hub, next to the controllers.
+		err = c.net.inHub(cmd.Run)
+	} else {
+		err = cmd.Run()
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

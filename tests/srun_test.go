@@ -1,0 +1,328 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/testcluster"
+)
+
+// threeNodeConfig is a cluster whose default partition spans node[1-3].
+const threeNodeConfig = `cluster_name = "test"
+[[partitions]]
+name = "batch"
+nodes = "node[1-3]"
+default = true
+max_time = "1-00:00:00"
+default_time = "1:00:00"
+def_mem_per_cpu = "64M"
+`
+
+// netnsInode is the inode of a process's network namespace.
+func netnsInode(t *testing.T, pid int) uint64 {
+	t.Helper()
+	if pid <= 0 {
+		t.Fatalf("no process (pid %d)", pid)
+	}
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatalf("network namespace of %d: %v", pid, err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// netDevs are the interface names in a /proc/net/dev text, sorted.
+func netDevs(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		name, _, ok := strings.Cut(l, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " |=") {
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// procNetDevs are the interfaces of a process's network namespace.
+func procNetDevs(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netDevs(string(b))
+}
+
+// submitEnv is submit with extra environment for sbatch (and so the job).
+func submitEnv(t *testing.T, c *testcluster.Cluster, token, dir string, env []string, args ...string) uint64 {
+	t.Helper()
+	out, errOut, code := c.CLIIn(dir, token, env, append([]string{"sbatch", "--parsable"}, args...)...)
+	if code != 0 {
+		t.Fatalf("sbatch %v: exit %d: %s", args, code, errOut)
+	}
+	id, err := strconv.ParseUint(strings.TrimSpace(strings.Split(out, ";")[0]), 10, 64)
+	if err != nil {
+		t.Fatalf("sbatch printed %q: %v", out, err)
+	}
+	return id
+}
+
+// checkNamespaces checks that the controllers share one network namespace
+// and every agent has its own, none of them the test's, and that the
+// test's namespace holds none of the cluster's interfaces.
+func checkNamespaces(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	self := netnsInode(t, os.Getpid())
+	selfDevs := procNetDevs(t, os.Getpid())
+	hub := netnsInode(t, c.Controllers[0].Pid())
+	if hub == self {
+		t.Errorf("controllers run in the test's network namespace")
+	}
+	for _, ctl := range c.Controllers[1:] {
+		if ino := netnsInode(t, ctl.Pid()); ino != hub {
+			t.Errorf("controller %s in network namespace %d, %s in %d", ctl.ID, ino, c.Controllers[0].ID, hub)
+		}
+	}
+	seen := map[uint64]string{self: "the test", hub: "the controllers"}
+	pids := map[string]int{"the controllers": c.Controllers[0].Pid()}
+	for name, a := range c.Agents {
+		ino := netnsInode(t, a.Pid())
+		if other, ok := seen[ino]; ok {
+			t.Errorf("agent %s shares network namespace %d with %s", name, ino, other)
+		}
+		seen[ino] = "agent " + name
+		pids["agent "+name] = a.Pid()
+	}
+	for who, pid := range pids {
+		for _, d := range procNetDevs(t, pid) {
+			if d != "lo" && slices.Contains(selfDevs, d) {
+				t.Errorf("interface %s of %s's namespace is in the test's namespace too", d, who)
+			}
+		}
+	}
+}
+
+// TestNetNSAgents checks the NetNS test cluster itself: three controllers
+// in a hub namespace and two agents each in a network namespace of its
+// own register, and a batch job runs in its agent's namespace, under its
+// node's host name.
+func TestNetNSAgents(t *testing.T) {
+	c := testcluster.StartClusterWith(t, testcluster.Options{
+		Controllers: 3, Agents: []string{"node1", "node2"}, NetNS: true, AgentCPUs: 2,
+	})
+	checkNamespaces(t, c)
+
+	out, errOut, code := c.CLI("", "sinfo", "-h", "-N", "-o", "%N %c %t")
+	if code != 0 {
+		t.Fatalf("sinfo: %s", errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	slices.Sort(lines)
+	if want := []string{"node1 2 idle", "node2 2 idle"}; !slices.Equal(lines, want) {
+		t.Errorf("sinfo %q, want %q", lines, want)
+	}
+
+	tok := c.AddUser("alice", aliceUID)
+	dir := c.UserDir("alice", aliceUID)
+	// Jobs reach every controller (as srun in a job must).
+	reach := ""
+	for _, a := range c.APIAddrs() {
+		host, port, _ := strings.Cut(a, ":")
+		reach += fmt.Sprintf(`bash -c 'exec 3<>/dev/tcp/%s/%s' && echo reach=%s; `, host, port, a)
+	}
+	ids := map[string]uint64{}
+	for _, node := range []string{"node1", "node2"} {
+		ids[node] = submit(t, c, tok, dir, "-w", node, "-o", "netns-"+node+".out", "--wrap",
+			reach+`echo host=$(hostname); echo netns=$(readlink /proc/self/ns/net); cat /proc/net/dev`)
+	}
+	for node, id := range ids {
+		j := c.WaitJobEnd(id, 60*time.Second)
+		b, _ := os.ReadFile(filepath.Join(dir, "netns-"+node+".out"))
+		if j.State != api.JobCompleted {
+			t.Errorf("job on %s: %s exit %d (%s); output:\n%s", node, j.State, j.ExitCode, j.FailReason, b)
+			continue
+		}
+		got := string(b)
+		if !strings.Contains(got, "host="+node+"\n") {
+			t.Errorf("job on %s: host name not %s:\n%s", node, node, got)
+		}
+		agent := c.Agents[node]
+		if want := fmt.Sprintf("netns=net:[%d]\n", netnsInode(t, agent.Pid())); !strings.Contains(got, want) {
+			t.Errorf("job on %s not in its agent's network namespace (want %q):\n%s", node, want, got)
+		}
+		for _, a := range c.APIAddrs() {
+			if !strings.Contains(got, "reach="+a+"\n") {
+				t.Errorf("job on %s did not reach controller %s:\n%s", node, a, got)
+			}
+		}
+		if devs, want := netDevs(got), procNetDevs(t, agent.Pid()); !slices.Equal(devs, want) {
+			t.Errorf("job on %s sees interfaces %q, its agent %q", node, devs, want)
+		}
+		t.Logf("job on %s:\n%s", node, got)
+	}
+}
+
+// srunScript runs two steps over the whole allocation: one that prints
+// each task's rank, node and step, and one in which rank 3 exits 7.
+const srunScript = `#!/bin/sh
+srun sh -c 'echo rank=$SLURM_PROCID node=$SLURM_NODEID ntasks=$SLURM_NTASKS step=$SLURM_STEP_ID host=$SLURMD_NODENAME'
+echo srun0=$?
+echo nodelist=$SLURM_JOB_NODELIST
+scontrol show hostnames $SLURM_JOB_NODELIST | sed 's/^/hostname=/'
+srun sh -c '[ $SLURM_PROCID = 3 ] && exit 7; echo ok'
+echo srun=$?
+`
+
+var rankLine = regexp.MustCompile(`^rank=(\d+) node=(\d+) ntasks=(\S*) step=(\S*) host=(\S*)$`)
+
+// TestSrunMultiNode is the acceptance test of multi-node steps: a job of 6
+// tasks over 3 nodes, each agent in a network namespace of its own (so the
+// tasks really run on different "hosts" that reach the controllers over a
+// network), runs srun steps from its batch script.
+func TestSrunMultiNode(t *testing.T) {
+	c := testcluster.StartClusterWith(t, testcluster.Options{
+		Controllers: 3, Agents: []string{"node1", "node2", "node3"}, Config: threeNodeConfig,
+		NetNS: true, AgentCPUs: 2,
+	})
+	t.Run("AgentsInOwnNetNS", func(t *testing.T) { checkNamespaces(t, c) })
+
+	tok := c.AddUser("alice", aliceUID)
+	dir := c.UserDir("alice", aliceUID)
+	script := writeScript(t, dir, "steps.sh", srunScript)
+	// srun and scontrol are the binary under test, found on the job's PATH
+	// (sbatch exports the submitter's environment) before any other.
+	// Nothing else: the job's credential, the controllers' addresses and
+	// the cluster CA come with the job.
+	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	id := submitEnv(t, c, tok, dir, env, "-N3", "-n6", "--ntasks-per-node=2", "-o", "steps-%j.out", script)
+	sid := strconv.FormatUint(id, 10)
+	j := c.WaitJobEnd(id, 180*time.Second)
+	b, err := os.ReadFile(filepath.Join(dir, "steps-"+sid+".out"))
+	if err != nil {
+		t.Fatalf("output file: %v", err)
+	}
+	out := string(b)
+	t.Logf("job %d: %s exit %d on %v; output:\n%s", id, j.State, j.ExitCode, j.Nodes, out)
+	if j.State != api.JobCompleted || j.ExitCode != 0 {
+		t.Errorf("job %d: %s exit %d (%s)", id, j.State, j.ExitCode, j.FailReason)
+	}
+	lines := strings.Split(out, "\n")
+
+	t.Run("Ranks", func(t *testing.T) {
+		ranks := map[int]bool{}
+		hosts := map[string]bool{}
+		n := 0
+		for _, l := range lines {
+			if !strings.HasPrefix(l, "rank=") {
+				continue
+			}
+			n++
+			m := rankLine.FindStringSubmatch(l)
+			if m == nil {
+				t.Errorf("rank line %q", l)
+				continue
+			}
+			rank, _ := strconv.Atoi(m[1])
+			node, _ := strconv.Atoi(m[2])
+			if ranks[rank] {
+				t.Errorf("rank %d twice", rank)
+			}
+			ranks[rank] = true
+			hosts[m[5]] = true
+			// Block distribution: two tasks per node, node ids in the
+			// order of the job's node list.
+			if node != rank/2 {
+				t.Errorf("rank %d: SLURM_NODEID=%d, want %d", rank, node, rank/2)
+			}
+			if want := fmt.Sprintf("node%d", node+1); m[5] != want {
+				t.Errorf("rank %d (node id %d): SLURMD_NODENAME=%q, want %q", rank, node, m[5], want)
+			}
+			if m[3] != "6" {
+				t.Errorf("rank %d: SLURM_NTASKS=%q, want 6", rank, m[3])
+			}
+			if m[4] != "0" {
+				t.Errorf("rank %d: SLURM_STEP_ID=%q, want 0", rank, m[4])
+			}
+		}
+		if n != 6 {
+			t.Errorf("%d rank lines, want 6", n)
+		}
+		for r := 0; r < 6; r++ {
+			if !ranks[r] {
+				t.Errorf("no line of rank %d", r)
+			}
+		}
+		if len(hosts) != 3 {
+			t.Errorf("tasks ran on %d hosts %v, want 3", len(hosts), hosts)
+		}
+		if !slices.Contains(lines, "srun0=0") {
+			t.Errorf("the first srun did not exit 0")
+		}
+	})
+
+	t.Run("NodeList", func(t *testing.T) {
+		if !slices.Contains(lines, "nodelist=node[1-3]") {
+			t.Errorf("no line nodelist=node[1-3]")
+		}
+		var hostnames []string
+		for _, l := range lines {
+			if h, ok := strings.CutPrefix(l, "hostname="); ok {
+				hostnames = append(hostnames, h)
+			}
+		}
+		if want := []string{"node1", "node2", "node3"}; !slices.Equal(hostnames, want) {
+			t.Errorf("scontrol show hostnames: %q, want %q", hostnames, want)
+		}
+	})
+
+	t.Run("FailingRank", func(t *testing.T) {
+		if !slices.Contains(lines, "srun=7") {
+			t.Errorf("srun of the step whose rank 3 exits 7 did not exit 7")
+		}
+		ok := 0
+		for _, l := range lines {
+			if l == "ok" {
+				ok++
+			}
+		}
+		if ok != 5 {
+			t.Errorf("%d tasks printed ok, want 5", ok)
+		}
+		want := map[string]string{
+			sid:            "COMPLETED|0:0",
+			sid + ".batch": "COMPLETED|0:0",
+			sid + ".0":     "COMPLETED|0:0",
+			sid + ".1":     "FAILED|7:0",
+		}
+		var got map[string]string
+		var sacct, sacctErr string
+		// Step records may trail the job's end by a moment.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			sacct, sacctErr, _ = c.CLI(tok, "sacct", "-j", sid, "--format=JobID,State,ExitCode", "-P", "-n")
+			got = map[string]string{}
+			for _, l := range strings.Split(strings.TrimSpace(sacct), "\n") {
+				if jid, rest, ok := strings.Cut(l, "|"); ok && jid != sid+".extern" {
+					got[jid] = rest
+				}
+			}
+			if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("sacct -j %s:\n%s%s\nwant (any order, .extern aside) %v", sid, sacct, sacctErr, want)
+		}
+	})
+}
