@@ -72,7 +72,7 @@ type QOS struct {
 	// preempted: PreemptRequeue, PreemptCancel or PreemptOff ("" = off).
 	PreemptMode string `json:"preempt_mode,omitempty"`
 	// GraceTimeSec is how long a preempted job gets between SIGTERM and
-	// SIGKILL.
+	// SIGKILL; with 0 it is cancelled at once, as scancel does.
 	GraceTimeSec int64 `json:"grace_time_sec,omitempty"`
 	// UsageFactor scales the usage the QoS's jobs charge to fair-share
 	// (0 counts as 1).

@@ -20,7 +20,8 @@
 //	usage.json   the latest usage sample (at start, then every 10 s)
 //	result.json  the Result, written atomically (tmp, fsync, rename) when the
 //	             job is over; the shim exits right after
-//	cancel       Cancel's marker, for a shim that was not listening yet
+//	cancel       Cancel's marker, for a shim that was not listening yet;
+//	             Stop writes its grace period in it
 //	job-script   the script, bind-mounted read-only at ScriptPath
 //	lc/          libcontainer's state
 //	rootfs/      host mode: an empty directory (see below)
@@ -28,9 +29,9 @@
 // When the job's init exits, the shim reads Stats() and the memory cgroup's
 // oom_kill counter before Destroy, then writes result.json. A time limit or a
 // Cancel (SIGTERM to the shim) sends SIGTERM to every process of the
-// container and SIGKILL after the grace period; the shim records TIMEOUT or
-// CANCELLED itself, since a pid namespace's init may ignore SIGTERM and the
-// exit code alone cannot tell. An OOM kill is recognised by the counter, not
+// container and SIGKILL after the grace period (the spec's KillGrace, or a
+// Stop's own); the shim records TIMEOUT or CANCELLED itself, since a pid
+// namespace's init may ignore SIGTERM and the exit code alone cannot tell. An OOM kill is recognised by the counter, not
 // the exit code: the killed process is often a child of a script that then
 // exits 0.
 //

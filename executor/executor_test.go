@@ -522,6 +522,94 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// trapTERM is a job that reports SIGTERM and keeps running: only SIGKILL
+// ends it.
+const trapTERM = "#!/bin/sh\ntrap 'echo TERM' TERM\necho started\nwhile :; do sleep 0.1; done\n"
+
+// launchTrapper launches trapTERM with a kill grace and waits until its
+// trap is set.
+func launchTrapper(t *testing.T, killGrace time.Duration) (dir string, spec Spec) {
+	t.Helper()
+	spec = baseSpec(t, trapTERM)
+	spec.KillGrace = killGrace
+	dir = filepath.Join(userDir(t), "job")
+	if err := launch(t, dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	awaitOutput(t, spec.Stdout, "started\n", 10*time.Second)
+	return dir, spec
+}
+
+// awaitOutput waits until the job's output holds want.
+func awaitOutput(t *testing.T, path, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("output %q after %s, want %q in it", b, timeout, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkKilledAfter checks that a job trapping SIGTERM ended CANCELLED by
+// SIGKILL, grace after t0 (give or take the shim's reaction).
+func checkKilledAfter(t *testing.T, r Result, t0 time.Time, grace time.Duration) {
+	t.Helper()
+	if r.State != api.JobCancelled || r.ExitSignal != int(syscall.SIGKILL) {
+		t.Errorf("result %+v, want CANCELLED by SIGKILL", r)
+	}
+	if d := r.End.Sub(t0); d < grace-100*time.Millisecond || d > grace+2*time.Second {
+		t.Errorf("killed %s after the stop, want %s", d, grace)
+	}
+}
+
+// TestStop: a Stop sends SIGTERM at once and SIGKILL after its own grace,
+// not the spec's; a later stop may shorten the grace, never lengthen it.
+func TestStop(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	cases := []struct {
+		name      string
+		killGrace time.Duration   // the spec's
+		stops     []time.Duration // -1: Cancel
+		want      time.Duration
+	}{
+		{"shorter than the kill grace", time.Minute, []time.Duration{3 * time.Second}, 3 * time.Second},
+		{"longer than the kill grace", time.Second, []time.Duration{3 * time.Second}, 3 * time.Second},
+		{"zero grace kills at once", time.Minute, []time.Duration{0}, 0},
+		{"a cancel cuts a longer grace short", time.Second, []time.Duration{time.Minute, -1}, time.Second},
+		{"a longer grace does not extend one", time.Minute, []time.Duration{2 * time.Second, time.Minute}, 2 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir, spec := launchTrapper(t, tc.killGrace)
+			t0 := time.Now()
+			for _, g := range tc.stops {
+				var err error
+				if g < 0 {
+					err = Cancel(dir)
+				} else {
+					err = Stop(dir, g)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if g == tc.stops[0] && g > 0 {
+					awaitOutput(t, spec.Stdout, "TERM", 2*time.Second)
+				}
+			}
+			r := awaitResult(t, dir, tc.want+15*time.Second)
+			checkKilledAfter(t, r, t0, tc.want)
+		})
+	}
+}
+
 func TestCPUTime(t *testing.T) {
 	requireRoot(t)
 	// Not parallel: with the CPU to itself it takes 3 s, not 30.

@@ -142,14 +142,27 @@ func Inspect(jobDir string) (Status, error) {
 }
 
 // Cancel asks the shim to stop the job: SIGTERM to every process, SIGKILL
-// after the grace period; the result is CANCELLED. Cancelling a finished job
-// does nothing.
-func Cancel(jobDir string) error {
+// after the spec's grace period; the result is CANCELLED. Cancelling a
+// finished job does nothing.
+func Cancel(jobDir string) error { return cancel(jobDir, nil) }
+
+// Stop is Cancel with a grace period of its own between SIGTERM and
+// SIGKILL (0: SIGKILL at once), as a preempted job's grace time. A stop
+// under way is only ever cut short: by a Stop or Cancel whose grace ends
+// sooner.
+func Stop(jobDir string, grace time.Duration) error {
+	return cancel(jobDir, []byte(max(grace, 0).String()+"\n"))
+}
+
+// cancel writes the cancel marker, holding the grace of a Stop, and
+// signals the shim, which reads it.
+func cancel(jobDir string, marker []byte) error {
 	if _, err := os.Stat(filepath.Join(jobDir, resultFile)); err == nil {
 		return nil
 	}
-	// The marker covers a shim that has not installed its handler yet.
-	if err := os.WriteFile(filepath.Join(jobDir, cancelFile), nil, 0o644); err != nil {
+	// The marker also covers a shim that has not installed its handler
+	// yet. Replaced whole: the shim may read it at any time.
+	if err := writeFile(filepath.Join(jobDir, cancelFile), marker, 0o644, false); err != nil {
 		return err
 	}
 	pid, alive := shimAlive(jobDir)

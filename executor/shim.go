@@ -488,23 +488,32 @@ func (sh *shim) supervise(sigs chan os.Signal) int {
 	}
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
-	stop := func(state api.JobState, why string) {
-		if sh.stopState != "" {
+	// The first stop sends SIGTERM and sets the SIGKILL; a later one may
+	// only bring the SIGKILL forward (a cancel during a preemption grace).
+	var killAt time.Time
+	stop := func(state api.JobState, why string, grace time.Duration) {
+		at := time.Now().Add(grace)
+		switch {
+		case sh.stopState == "":
+			sh.stopState, sh.stopWhy = state, why
+			log.Printf("%s: SIGTERM to all processes, SIGKILL in %s", why, grace)
+			sh.signalAll(unix.SIGTERM)
+		case at.Before(killAt):
+			log.Printf("%s: SIGKILL in %s", why, grace)
+		default:
 			return
 		}
-		sh.stopState, sh.stopWhy = state, why
-		log.Printf("%s: SIGTERM to all processes, SIGKILL in %s", why, s.killGrace())
-		sh.signalAll(unix.SIGTERM)
-		graceC = time.After(s.killGrace())
+		killAt = at
+		graceC = time.After(grace)
 	}
 	for {
 		select {
 		case w := <-done:
 			return sh.exited(w)
 		case <-limitC:
-			stop(api.JobTimeout, fmt.Sprintf("time limit of %s reached", s.TimeLimit))
+			stop(api.JobTimeout, fmt.Sprintf("time limit of %s reached", s.TimeLimit), s.killGrace())
 		case sig := <-sigs:
-			stop(api.JobCancelled, fmt.Sprintf("cancelled (%s)", sig))
+			stop(api.JobCancelled, fmt.Sprintf("cancelled (%s)", sig), sh.cancelGrace())
 		case <-graceC:
 			log.Printf("grace period over: SIGKILL")
 			sh.kill()
@@ -522,6 +531,17 @@ func (sh *shim) supervise(sigs chan os.Signal) int {
 			}
 		}
 	}
+}
+
+// cancelGrace is the grace between SIGTERM and SIGKILL a cancel asks
+// for: the one a Stop wrote in the cancel marker, else the spec's.
+func (sh *shim) cancelGrace() time.Duration {
+	if b, err := os.ReadFile(sh.path(cancelFile)); err == nil {
+		if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return sh.spec.killGrace()
 }
 
 func (sh *shim) writeUsage(now time.Time, durable bool) {

@@ -379,44 +379,78 @@ func (a *applier) accounting(cmd *Command) any {
 }
 
 func (v *acctView) add(req *api.AccountingRequest) error {
-	for i := range req.QOS {
-		f := fmt.Sprintf("qos[%d]", i)
-		q, err := cleanQOS(&req.QOS[i])
-		if err != nil {
-			return prefixed(f, err)
-		}
-		if v.qos.get(v.a, q.Name) != nil {
-			return fieldErr(ErrConflict, f+".name", "qos %s already exists", q.Name)
-		}
-		v.qos.put(q)
-		v.note("qos %s", q.Name)
-	}
-	if err := v.checkPreempt(req.QOS); err != nil {
+	if err := v.putQOS(req.QOS, false); err != nil {
 		return err
 	}
-	for i := range req.Accounts {
-		f := fmt.Sprintf("accounts[%d]", i)
-		ac, err := v.cleanAccount(f, &req.Accounts[i])
-		if err != nil {
-			return err
-		}
-		if v.accountExists(ac.Name) {
-			return fieldErr(ErrConflict, f+".name", "account %s already exists", ac.Name)
-		}
-		v.accounts.put(ac)
-		v.note("account %s", ac.Name)
-		if v.assocs.get(v.a, ac.Name) == nil {
-			v.assocs.put(&api.Association{Account: ac.Name, Shares: 1})
-		}
+	if err := v.putAccounts(req.Accounts, false); err != nil {
+		return err
 	}
 	for i := range req.Users {
 		if err := v.addUser(fmt.Sprintf("users[%d]", i), &req.Users[i]); err != nil {
 			return err
 		}
 	}
-	for i := range req.Associations {
+	return v.putAssocs(req.Associations, false)
+}
+
+// putQOS adds (modify false) or changes the request's QoS, then checks
+// their preempt lists.
+func (v *acctView) putQOS(qs []api.QOS, modify bool) error {
+	for i := range qs {
+		f := fmt.Sprintf("qos[%d]", i)
+		q, err := cleanQOS(&qs[i])
+		if err != nil {
+			return prefixed(f, err)
+		}
+		switch old := v.qos.get(v.a, q.Name); {
+		case modify && old == nil:
+			return fieldErr(ErrNotFound, f+".name", "no such qos %q", q.Name)
+		case !modify && old != nil:
+			return fieldErr(ErrConflict, f+".name", "qos %s already exists", q.Name)
+		}
+		v.qos.put(q)
+		v.note("qos %s", q.Name)
+	}
+	return v.checkPreempt(qs)
+}
+
+// putAccounts adds (modify false, with their associations) or changes the
+// request's accounts.
+func (v *acctView) putAccounts(accts []api.Account, modify bool) error {
+	for i := range accts {
+		f := fmt.Sprintf("accounts[%d]", i)
+		ac, err := v.cleanAccount(f, &accts[i])
+		if err != nil {
+			return err
+		}
+		switch {
+		case modify && v.accounts.get(v.a, ac.Name) == nil:
+			return fieldErr(ErrNotFound, f+".name", "no such account %q", ac.Name)
+		case modify:
+			if err := v.checkCycle(f, ac); err != nil {
+				return err
+			}
+		case v.accountExists(ac.Name):
+			return fieldErr(ErrConflict, f+".name", "account %s already exists", ac.Name)
+		}
+		v.accounts.put(ac)
+		v.note("account %s", ac.Name)
+		if !modify && v.assocs.get(v.a, ac.Name) == nil {
+			v.assocs.put(&api.Association{Account: ac.Name, Shares: 1})
+		}
+	}
+	return nil
+}
+
+// putAssocs adds or (modify true: they must exist) changes the request's
+// associations.
+func (v *acctView) putAssocs(assocs []api.Association, modify bool) error {
+	for i := range assocs {
 		f := fmt.Sprintf("associations[%d]", i)
-		as, err := v.cleanAssoc(f, &req.Associations[i])
+		if key := assocs[i].Key(); modify && v.assocs.get(v.a, key) == nil {
+			return fieldErr(ErrNotFound, f, "no such association %s", key)
+		}
+		as, err := v.cleanAssoc(f, &assocs[i])
 		if err != nil {
 			return err
 		}
@@ -478,35 +512,11 @@ func (v *acctView) addUser(f string, in *api.User) error {
 }
 
 func (v *acctView) modify(req *api.AccountingRequest) error {
-	for i := range req.QOS {
-		f := fmt.Sprintf("qos[%d]", i)
-		q, err := cleanQOS(&req.QOS[i])
-		if err != nil {
-			return prefixed(f, err)
-		}
-		if v.qos.get(v.a, q.Name) == nil {
-			return fieldErr(ErrNotFound, f+".name", "no such qos %q", q.Name)
-		}
-		v.qos.put(q)
-		v.note("qos %s", q.Name)
-	}
-	if err := v.checkPreempt(req.QOS); err != nil {
+	if err := v.putQOS(req.QOS, true); err != nil {
 		return err
 	}
-	for i := range req.Accounts {
-		f := fmt.Sprintf("accounts[%d]", i)
-		ac, err := v.cleanAccount(f, &req.Accounts[i])
-		if err != nil {
-			return err
-		}
-		if v.accounts.get(v.a, ac.Name) == nil {
-			return fieldErr(ErrNotFound, f+".name", "no such account %q", ac.Name)
-		}
-		if err := v.checkCycle(f, ac); err != nil {
-			return err
-		}
-		v.accounts.put(ac)
-		v.note("account %s", ac.Name)
+	if err := v.putAccounts(req.Accounts, true); err != nil {
+		return err
 	}
 	for i := range req.Users {
 		f := fmt.Sprintf("users[%d]", i)
@@ -530,19 +540,7 @@ func (v *acctView) modify(req *api.AccountingRequest) error {
 	if err := v.checkAdminLeft(); err != nil {
 		return err
 	}
-	for i := range req.Associations {
-		f := fmt.Sprintf("associations[%d]", i)
-		if key := req.Associations[i].Key(); v.assocs.get(v.a, key) == nil {
-			return fieldErr(ErrNotFound, f, "no such association %s", key)
-		}
-		as, err := v.cleanAssoc(f, &req.Associations[i])
-		if err != nil {
-			return err
-		}
-		v.assocs.put(as)
-		v.note("assoc %s", as.Key())
-	}
-	return nil
+	return v.putAssocs(req.Associations, true)
 }
 
 func (v *acctView) delete(req *api.AccountingRequest) error {
@@ -587,11 +585,7 @@ func (v *acctView) delete(req *api.AccountingRequest) error {
 		}
 		v.demoted = v.demoted || v.users.get(v.a, name).Admin
 		v.users.remove(name)
-		for _, as := range v.assocs.all(v.a) {
-			if as.User == name {
-				v.dropAssoc(as.Key())
-			}
-		}
+		v.dropAssocs(func(as *api.Association) bool { return as.User == name })
 		v.note("user %s", name)
 	}
 	if err := v.checkAdminLeft(); err != nil {
@@ -620,11 +614,7 @@ func (v *acctView) delete(req *api.AccountingRequest) error {
 			return fieldErr(ErrConflict, f+".name", "account %s has job %s pending or running", name, j.DisplayID())
 		}
 		v.accounts.remove(name)
-		for _, as := range v.assocs.all(v.a) {
-			if as.Account == name {
-				v.dropAssoc(as.Key())
-			}
-		}
+		v.dropAssocs(func(as *api.Association) bool { return as.Account == name })
 		v.note("account %s", name)
 	}
 	cfg := v.a.schedConfig()
@@ -668,6 +658,15 @@ func (v *acctView) checkAdminLeft() error {
 func (v *acctView) dropAssoc(key string) {
 	v.assocs.remove(key)
 	v.usage = append(v.usage, key)
+}
+
+// dropAssocs drops the associations that match accepts.
+func (v *acctView) dropAssocs(match func(*api.Association) bool) {
+	for _, as := range v.assocs.all(v.a) {
+		if match(as) {
+			v.dropAssoc(as.Key())
+		}
+	}
 }
 
 // checkPreempt checks the preempt lists of the request's QoS against the
@@ -740,14 +739,9 @@ func (v *acctView) cleanAssoc(f string, in *api.Association) (*api.Association, 
 			return nil, fieldErr(ErrInvalidCommand, f+".user", "user %s is not in account %s (add the user to it first)", as.User, as.Account)
 		}
 	}
-	for _, n := range []struct {
-		field string
-		v     int64
-	}{{"shares", int64(as.Shares)}, {"max_jobs", int64(as.MaxJobs)}, {"max_submit_jobs", int64(as.MaxSubmitJobs)},
-		{"max_wall_sec", as.MaxWallSec}} {
-		if n.v < 0 {
-			return nil, fieldErr(ErrInvalidCommand, f+"."+n.field, "must be >= 0")
-		}
+	if err := nonNegative(f+".", numField{"shares", int64(as.Shares)}, numField{"max_jobs", int64(as.MaxJobs)},
+		numField{"max_submit_jobs", int64(as.MaxSubmitJobs)}, numField{"max_wall_sec", as.MaxWallSec}); err != nil {
+		return nil, err
 	}
 	if err := checkTRES(f+".grp_tres", as.GrpTRES); err != nil {
 		return nil, err
@@ -788,15 +782,10 @@ func ValidateQOS(q *api.QOS) error {
 	if err := checkText("description", q.Description); err != nil {
 		return err
 	}
-	for _, n := range []struct {
-		field string
-		v     int64
-	}{{"priority", int64(q.Priority)}, {"max_jobs_per_user", int64(q.MaxJobsPerUser)},
-		{"max_submit_jobs_per_user", int64(q.MaxSubmitJobsPerUser)}, {"max_wall_sec", q.MaxWallSec},
-		{"grace_time_sec", q.GraceTimeSec}} {
-		if n.v < 0 {
-			return fieldErr(ErrInvalidCommand, n.field, "must be >= 0")
-		}
+	if err := nonNegative("", numField{"priority", int64(q.Priority)}, numField{"max_jobs_per_user", int64(q.MaxJobsPerUser)},
+		numField{"max_submit_jobs_per_user", int64(q.MaxSubmitJobsPerUser)}, numField{"max_wall_sec", q.MaxWallSec},
+		numField{"grace_time_sec", q.GraceTimeSec}); err != nil {
+		return err
 	}
 	if q.Priority > math.MaxInt32 {
 		return fieldErr(ErrInvalidCommand, "priority", "larger than %d", math.MaxInt32)
@@ -818,6 +807,23 @@ func ValidateQOS(q *api.QOS) error {
 	for _, p := range q.Preempt {
 		if !policyNameRE.MatchString(p) {
 			return fieldErr(ErrInvalidCommand, "preempt", "invalid qos name %q", p)
+		}
+	}
+	return nil
+}
+
+// numField is a numeric request field and its value.
+type numField struct {
+	field string
+	v     int64
+}
+
+// nonNegative refuses the first negative field; prefix goes before its
+// name.
+func nonNegative(prefix string, fields ...numField) error {
+	for _, n := range fields {
+		if n.v < 0 {
+			return fieldErr(ErrInvalidCommand, prefix+n.field, "must be >= 0")
 		}
 	}
 	return nil
@@ -857,14 +863,10 @@ func ValidateSchedConfig(c *api.SchedConfig) error {
 			return fieldErr(ErrInvalidCommand, w.field, "must be between 0 and %d", int64(maxWeight))
 		}
 	}
-	for _, n := range []struct {
-		field string
-		v     int64
-	}{{"max_age_sec", c.MaxAgeSec}, {"decay_half_life_sec", c.DecayHalfLifeSec}, {"backfill_depth", int64(c.BackfillDepth)},
-		{"backfill_window_sec", c.BackfillWindowSec}, {"backfill_reservations", int64(c.BackfillReservations)}} {
-		if n.v < 0 {
-			return fieldErr(ErrInvalidCommand, n.field, "must be >= 0")
-		}
+	if err := nonNegative("", numField{"max_age_sec", c.MaxAgeSec}, numField{"decay_half_life_sec", c.DecayHalfLifeSec},
+		numField{"backfill_depth", int64(c.BackfillDepth)}, numField{"backfill_window_sec", c.BackfillWindowSec},
+		numField{"backfill_reservations", int64(c.BackfillReservations)}); err != nil {
+		return err
 	}
 	if c.GPUWeight < 0 || math.IsNaN(c.GPUWeight) || math.IsInf(c.GPUWeight, 0) {
 		return fieldErr(ErrInvalidCommand, "gpu_weight", "must be a number >= 0")

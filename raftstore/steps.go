@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -34,15 +35,24 @@ func BlockDistribution(nodes []string, tasks int) []string {
 	if len(nodes) == 0 || tasks <= 0 {
 		return nil
 	}
-	base, extra := tasks/len(nodes), tasks%len(nodes)
 	out := make([]string, 0, tasks)
-	for i, n := range nodes {
-		c := base
-		if i < extra {
-			c++
-		}
+	for i, c := range BlockCounts(len(nodes), tasks) {
 		for range c {
-			out = append(out, n)
+			out = append(out, nodes[i])
+		}
+	}
+	return out
+}
+
+// BlockCounts is how many of tasks each of nodes (> 0) gets in block
+// distribution.
+func BlockCounts(nodes, tasks int) []int {
+	base, extra := tasks/nodes, tasks%nodes
+	out := make([]int, nodes)
+	for i := range out {
+		out[i] = base
+		if i < extra {
+			out[i]++
 		}
 	}
 	return out
@@ -176,7 +186,7 @@ func (a *applier) createStep(cmd *Command) any {
 	}
 	st := api.JobStep{
 		JobID: j.ID, StepID: next, Name: in.Name, User: j.User,
-		Argv: slices.Clone(in.Argv), Env: cloneEnv(in.Env), WorkDir: in.WorkDir,
+		Argv: slices.Clone(in.Argv), Env: maps.Clone(in.Env), WorkDir: in.WorkDir,
 		Nodes: slices.Clone(in.Nodes), TaskNodes: slices.Clone(in.TaskNodes), CPUsPerTask: cpt,
 		State: api.JobRunning,
 		// Not before the job's start, so StepLive never takes a step of
@@ -193,17 +203,6 @@ func (a *applier) createStep(cmd *Command) any {
 	}
 	a.putStep(&st)
 	return &st
-}
-
-func cloneEnv(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // stepReport records one finished task. A report about an unknown or

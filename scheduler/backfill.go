@@ -343,19 +343,23 @@ func (tl *timeline) fits(i int, nd need, t time.Duration) bool {
 		return false
 	}
 	c, m, g, open, idle := tl.room(i)
-	if !open {
+	if !open || len(tl.holds[i]) >= maxHolds {
 		return false
 	}
-	if hs := tl.holds[i]; len(hs) > 0 {
-		if len(hs) >= maxHolds {
-			return false
-		}
-		lc, lm, lg := peak(hs, t, never)
-		if nd.excl && (lc > 0 || lm > 0 || lg > 0) {
-			return false
-		}
-		c, m, g = c-lc, m-lm, g-lg
-	}
+	return nd.takes(tl.afterHolds(i, t, never, c, m, g, idle))
+}
+
+// afterHolds is room c, m, g of node i (idle: empty) less the most its
+// holds take at once during [from, to); a node that holds room then is
+// not idle.
+func (tl *timeline) afterHolds(i int, from, to time.Duration, c int, m int64, g int, idle bool) (int, int64, int, bool) {
+	lc, lm, lg := peak(tl.holds[i], from, to)
+	return c - lc, m - lm, g - lg, idle && lc == 0 && lm == 0 && lg == 0
+}
+
+// takes reports whether room c, m, g (idle: a node without jobs) has
+// room for nd.
+func (nd need) takes(c int, m int64, g int, idle bool) bool {
 	if nd.excl {
 		return idle
 	}
@@ -638,24 +642,11 @@ func (tl *timeline) fitsAt(i int, nd need, t time.Duration) bool {
 		}
 	}
 	idle := tl.full(i, gone)
-	if !sl.open && !idle {
+	if (!sl.open && !idle) || len(tl.holds[i]) >= maxHolds {
 		return false
 	}
 	c, m, g := tl.freeAt(i, t)
-	if hs := tl.holds[i]; len(hs) > 0 {
-		if len(hs) >= maxHolds {
-			return false
-		}
-		lc, lm, lg := peak(hs, t, never)
-		if nd.excl && (lc > 0 || lm > 0 || lg > 0) {
-			return false
-		}
-		c, m, g = c-lc, m-lm, g-lg
-	}
-	if nd.excl {
-		return idle
-	}
-	return nd.cpus <= c && nd.mem <= m && nd.gpus <= g
+	return nd.takes(tl.afterHolds(i, t, never, c, m, g, idle))
 }
 
 // hold promises nodes to a blocked job from at for length.

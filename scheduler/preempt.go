@@ -86,20 +86,7 @@ func (pr *preemptor) fits(tl *timeline, i int, nd need, end time.Duration) bool 
 	if tl.full(i, pr.gone[i]) {
 		c, m, g, open, idle = sl.cpus, sl.mem, sl.gpus, true, true
 	}
-	if !open {
-		return false
-	}
-	if hs := tl.holds[i]; len(hs) > 0 {
-		lc, lm, lg := peak(hs, 0, end)
-		if nd.excl && (lc > 0 || lm > 0 || lg > 0) {
-			return false
-		}
-		c, m, g = c-lc, m-lm, g-lg
-	}
-	if nd.excl {
-		return idle
-	}
-	return nd.cpus <= c && nd.mem <= m && nd.gpus <= g
+	return open && nd.takes(tl.afterHolds(i, 0, end, c, m, g, idle))
 }
 
 // candidates lists the running jobs a QoS may preempt, in the order they

@@ -2,9 +2,11 @@
 # Local demo cluster: 3 controllers and 3 agents on loopback, each agent with
 # a software TPM (swtpm), then example jobs submitted as an ordinary user.
 # node1 and node2 run the allowed agent binary and are admitted by
-# attestation; node3 runs a tampered copy of it and is refused. `demo.sh up`
-# starts it and leaves it running; `demo.sh down` stops it (swtpm included)
-# and removes its state.
+# attestation; node3 runs a tampered copy of it and is refused. Then the
+# scheduling policies: accounts and QoS with sacctmgr, a two-node job with
+# srun steps, a reservation, backfill with squeue --start, sprio and sshare,
+# and a QoS preempting running jobs. `demo.sh up` starts it and leaves it
+# running; `demo.sh down` stops it (swtpm included) and removes its state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -18,6 +20,73 @@ DEMO_USER=${DEMO_USER:-alice}
 DEMO_UID=${DEMO_UID:-1001}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# cmdline WHO ARGS...: prints a command as WHO would type it (on stderr, so
+# that $(...) captures only the command's own output).
+cmdline() {
+	local who=$1 a line=
+	shift
+	for a in "$@"; do
+		case $a in
+		*\'*) line+=" \"$a\"" ;;
+		*[[:space:]\$\;\&\|\<\>\(\)\*\"]*) line+=" '$a'" ;;
+		*) line+=" $a" ;;
+		esac
+	done
+	printf '\033[36m%s$%s\033[0m\n' "$who" "$line" >&2
+}
+
+# run CMD ARGS...: CMD is a Slurm command (a link to the stockade binary in
+# bin/) or any other command.
+run() {
+	local c=$1
+	shift
+	if [ -x "$REPO/bin/$c" ]; then c=$REPO/bin/$c; fi
+	"$c" "$@"
+}
+
+# as_admin / as_user: show a command, then run it as the admin (the
+# STOCKADE_* variables up() exports) or as $DEMO_USER, with the user's CLI
+# configuration, in $ROOT/work and with bin/ first on PATH: sbatch exports
+# that environment to the job, whose srun calls then find the binary.
+as_admin() {
+	cmdline admin "$@"
+	run "$@"
+}
+as_user() {
+	cmdline "$DEMO_USER" "$@"
+	(
+		unset STOCKADE_TOKEN STOCKADE_SERVERS STOCKADE_CA
+		export STOCKADE_CONFIG=$ROOT/$DEMO_USER.toml PATH=$REPO/bin:$PATH
+		cd "$ROOT/work"
+		run "$@"
+	)
+}
+
+# submit VAR SBATCH-ARGS...: submits as the user, prints sbatch's answer and
+# sets VAR to the job id.
+submit() {
+	local var=$1 out
+	shift
+	out=$(as_user sbatch "$@")
+	echo "$out"
+	case ${out##* } in
+	'' | *[!0-9]*) echo "no job id in sbatch's answer: $out" >&2; return 1 ;;
+	esac
+	printf -v "$var" '%s' "${out##* }"
+}
+
+# job_state ID: the job's state as sacct reports it to the admin.
+job_state() { "$BIN" sacct -n -X -j "$1" -o State%30 2>/dev/null | awk 'NR == 1 { print $1 }'; }
+job_is() { [ "$(job_state "$1")" = "$2" ]; }
+job_ended() {
+	case $(job_state "$1") in
+	'' | PENDING | RUNNING | REQUEUED | COMPLETING | SUSPENDED) return 1 ;;
+	esac
+}
+queue_empty() { [ -z "$("$BIN" squeue -h)" ]; }
+# has_start ID: the scheduler has planned a start time for the pending job.
+has_start() { "$BIN" squeue --start -h -j "$1" -o %S | grep -q '^[0-9]'; }
 
 start_cmd() { # name, command, args...
 	local name=$1; shift
@@ -196,20 +265,84 @@ EOT
 	"$BIN" sinfo
 	log "sacct"
 	"$BIN" sacct -a --format=JobID,JobName,User,State,ExitCode,Elapsed,TotalCPU,MaxRSS,NodeList
-	log "stockade status"
-	"$BIN" status
 	log "job output (in $ROOT/work)"
 	for f in "$ROOT"/work/*.out; do echo "--- $(basename "$f")"; head -5 "$f"; done
+	policies
+	log "stockade status"
+	"$BIN" status
 	cat <<EOT
 
 The demo cluster is still running (logs in $ROOT/logs, swtpm state in $TPM).
 Use it as $DEMO_USER:   export STOCKADE_CONFIG=$ROOT/$DEMO_USER.toml
 Use it as admin:   export STOCKADE_CONFIG=$ROOT/admin.toml
-Then:              $BIN sbatch --wrap 'hostname'; $BIN squeue; $BIN sacct
-Attestation:       $BIN node list; $BIN audit; $BIN attest policy show; $BIN node attest-log node1
-(or put $REPO/bin on PATH to use sbatch, squeue, sinfo, scontrol, scancel, sacct)
+Put $REPO/bin on PATH (sbatch, squeue, scancel, sinfo, scontrol, sacct, sacctmgr, sprio, sshare, srun;
+srun in a job is found on the PATH sbatch exports), then in $ROOT/work:
+                   sbatch --wrap 'hostname'; squeue; sacct; sprio -l; sshare -a
+                   sbatch srun.sbatch; sbatch long.sbatch; sbatch wide.sbatch; squeue --start
+As admin:          sacctmgr list assoc; sacctmgr list qos; scontrol show reservation
+Attestation:       stockade node list; stockade audit; stockade attest policy show; stockade node attest-log node1
 Stop it:           make demo-down
 EOT
+}
+
+# policies shows the scheduling policies on the running cluster: node1 and
+# node2 with 2 CPUs each, the QoS and partitions of examples/cluster.toml.
+policies() {
+	local SRUN TRAIN LONG WIDE SHORT LATER URGENT
+	log "accounts, QoS and associations with sacctmgr (QoS normal and scavenger come from examples/cluster.toml)"
+	as_admin sacctmgr add account physics Description="Physics group" Parent=root
+	as_admin sacctmgr add qos high Description=deadlines Priority=100 Preempt=normal,scavenger MaxJobsPerUser=2
+	as_admin sacctmgr add user "$DEMO_USER" Account=physics FairShare=2 QOS=normal,high DefaultQOS=normal
+	as_admin sacctmgr list qos format=Name,Priority,Preempt%20,PreemptMode,GraceTime,MaxWall,MaxJobsPU,MaxTRESPU,UsageFactor
+	as_admin sacctmgr list assoc format=Account,User,FairShare,QOS%24,DefaultQOS
+
+	log "a two-node job: srun steps over node1 and node2 (partition debug admits only account physics)"
+	as_user sbatch -p debug srun.sbatch || true
+	submit SRUN -p debug -A physics srun.sbatch
+	wait_for 90 "job $SRUN to end" job_ended "$SRUN"
+	as_user cat "srun-$SRUN.out"
+	as_user sacct -j "$SRUN" --format=JobID,JobName,Partition,Account,QOS,AllocCPUS,State,ExitCode,NodeList
+
+	log "a reservation: node1 for $DEMO_USER, an hour from now"
+	as_admin scontrol create reservation ReservationName=training StartTime=now+1hour Duration=1:00:00 \
+		Users="$DEMO_USER" Nodes=node1
+	as_admin scontrol show reservation
+	submit TRAIN --reservation=training -J training -t 30:00 --mem=16M --wrap 'echo training on $SLURMD_NODENAME'
+
+	log "backfill: long holds a node for up to 10 min, wide needs both, short (2 min) runs ahead of wide, later (20 min) waits"
+	submit LONG long.sbatch
+	wait_for 60 "job $LONG to start" job_is "$LONG" RUNNING
+	submit WIDE wide.sbatch
+	submit SHORT short.sbatch
+	submit LATER -J later -n2 -t 20:00 --mem=32M --wrap 'echo later on $SLURMD_NODENAME; sleep 3'
+	wait_for 60 "job $SHORT to be backfilled" job_is "$SHORT" RUNNING
+	wait_for 30 "a start time for job $LATER" has_start "$LATER"
+	as_user squeue
+	as_user squeue --start
+
+	log "priorities (sprio) and fair-share (sshare)"
+	as_user sprio -l
+	as_user sprio -w
+	as_admin sshare -a -l
+
+	log "preemption: urgent (QoS high, both nodes) requeues the normal jobs in its way"
+	submit URGENT urgent.sbatch
+	wait_for 60 "job $URGENT to start" job_is "$URGENT" RUNNING
+	as_user squeue
+	as_user scontrol show job "$LONG" | grep -E 'JobState|Restarts'
+	wait_for 60 "job $URGENT to end" job_ended "$URGENT"
+	as_user cat "urgent-$URGENT.out"
+	as_user cat "long-$LONG.out"
+
+	log "cancelling long and the reservation's job; the others run to the end"
+	as_user scancel "$LONG" "$TRAIN"
+	wait_for 180 "the queue to drain" queue_empty
+	as_user cat "short-$SHORT.out" "wide-$WIDE.out"
+	as_user sacct -X -j "$SRUN,$TRAIN,$LONG,$WIDE,$SHORT,$LATER,$URGENT" \
+		--format=JobID,JobName,Partition,Account,QOS,State,ExitCode,Start,End,NodeList
+	# sshare shows the rows of the local user name by default; the demo runs
+	# as root with $DEMO_USER's token, so it names the user.
+	as_user sshare -u "$DEMO_USER"
 }
 
 case "${1:-up}" in

@@ -64,7 +64,7 @@ type localJob struct {
 	finished      bool // the job has its terminal state
 	reported      bool // the controllers accepted the terminal state
 	cancelWanted  bool
-	cancelAt      time.Time // a preempted job's cancel waits until then
+	stopBy        time.Time // a preempted job's grace time ends then: its cancel kills it by then
 	cancelSent    bool
 	startReported bool
 	lastUsage     time.Time
@@ -336,6 +336,21 @@ func (a *agent) runningIDs() []uint64 {
 // ---- work ----
 
 func (a *agent) workLoop(ctx context.Context) {
+	work := func(ctx context.Context, cl *api.Client, index uint64, wait time.Duration) (api.AgentWork, error) {
+		w, err := cl.AgentWork(ctx, index, wait)
+		if err != nil && forgotten(err) {
+			a.needRegister.Store(true)
+		}
+		return w, err
+	}
+	a.pollLoop(ctx, "work", work, func(w *api.AgentWork) { a.apply(w.Jobs) })
+}
+
+// pollLoop long-polls the controllers for what (work or steps) once
+// registered, and applies each list, until ctx ends.
+func (a *agent) pollLoop(ctx context.Context, what string,
+	poll func(ctx context.Context, cl *api.Client, index uint64, wait time.Duration) (api.AgentWork, error),
+	apply func(*api.AgentWork)) {
 	select {
 	case <-a.registered:
 	case <-ctx.Done():
@@ -348,17 +363,14 @@ func (a *agent) workLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		began := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, pollWait+15*time.Second)
-		w, err := cl.AgentWork(pctx, index, pollWait)
+		w, err := poll(pctx, cl, index, pollWait)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if forgotten(err) {
-				a.needRegister.Store(true)
-			}
 			if !failing {
-				a.log.Warn("polling for work failed; retrying", "err", err)
+				a.log.Warn("polling for "+what+" failed; retrying", "err", err)
 				failing = true
 			}
 			sleepCtx(ctx, backoff)
@@ -366,7 +378,7 @@ func (a *agent) workLoop(ctx context.Context) {
 			continue
 		}
 		if failing {
-			a.log.Info("polling for work again")
+			a.log.Info("polling for " + what + " again")
 			failing = false
 		}
 		backoff = 500 * time.Millisecond
@@ -374,13 +386,13 @@ func (a *agent) workLoop(ctx context.Context) {
 			// A lagging controller answered with an older state: it may
 			// lack jobs launched from a newer list, which would then be
 			// abandoned. The Raft index never goes back, so skip it.
-			a.log.Debug("ignoring an older work list", "index", w.Index, "seen", index)
+			a.log.Debug("ignoring an older list", "what", what, "index", w.Index, "seen", index)
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
 		unchanged := w.Index == index
 		index = w.Index
-		a.apply(w.Jobs)
+		apply(&w)
 		// A controller that answers at once with nothing new must not
 		// make this loop spin.
 		if unchanged && time.Since(began) < 200*time.Millisecond {
@@ -396,11 +408,11 @@ func (a *agent) apply(work []api.Job) {
 	views := make([]localView, 0, len(a.jobs))
 	for _, lj := range a.jobs {
 		views = append(views, localView{
-			Key:            lj.key,
-			Finished:       lj.finished || lj.reported,
-			CancelSent:     lj.cancelWanted,
-			CancelDeferred: lj.cancelWanted && !lj.cancelSent && !lj.cancelAt.IsZero(),
-			Abandoned:      lj.meta.Abandoned,
+			Key:         lj.key,
+			Finished:    lj.finished || lj.reported,
+			CancelSent:  lj.cancelWanted,
+			PreemptStop: lj.cancelWanted && !lj.stopBy.IsZero(),
+			Abandoned:   lj.meta.Abandoned,
 		})
 	}
 	p := reconcile(a.opts.Name, views, a.finished, work)
@@ -436,12 +448,16 @@ func (a *agent) apply(work []api.Job) {
 		case actCancel:
 			a.log.Info("cancelling job", "job", act.Key.ID, "attempt", act.Key.Attempt)
 			lj := a.jobs[act.Key]
-			lj.cancelWanted, lj.cancelAt = true, time.Time{}
+			if !lj.stopBy.IsZero() {
+				// Sent again, plain: it cuts a longer preemption grace short.
+				lj.cancelSent = false
+			}
+			lj.cancelWanted, lj.stopBy = true, time.Time{}
 		case actPreempt:
 			lj := a.jobs[act.Key]
-			lj.cancelWanted, lj.cancelAt = true, preemptCancelAt(act.Job, a.opts.KillGrace)
-			a.log.Info("job preempted: cancelling it after its grace time", "job", act.Key.ID, "attempt", act.Key.Attempt,
-				"mode", act.Job.PreemptMode, "grace_sec", act.Job.GraceTimeSec, "cancel_at", lj.cancelAt)
+			lj.cancelWanted, lj.stopBy = true, preemptStopBy(act.Job, time.Now())
+			a.log.Info("job preempted: SIGTERM now, SIGKILL once its grace time is over", "job", act.Key.ID,
+				"attempt", act.Key.Attempt, "mode", act.Job.PreemptMode, "grace_sec", act.Job.GraceTimeSec, "kill_by", lj.stopBy)
 		case actCancelUnstarted:
 			reason := "cancelled before it started"
 			if act.Job != nil && !act.Job.PreemptedAt.IsZero() && !act.Job.CancelRequested {
@@ -528,6 +544,23 @@ func (a *agent) startLaunch(j *api.Job) {
 	}()
 }
 
+// specInput is what every container of job j on this node (its batch
+// script, its step tasks) is built from.
+func (a *agent) specInput(j *api.Job) specInput {
+	return specInput{
+		Job:          j,
+		Node:         a.opts.Name,
+		StateDir:     a.opts.StateDir,
+		ClusterName:  a.opts.ClusterName,
+		KillGrace:    a.opts.KillGrace,
+		CgroupParent: a.opts.CgroupParent,
+		PidsLimit:    a.opts.PidsLimit,
+		NetNS:        a.opts.NetNS,
+		User:         lookupUser(j.UID),
+		Now:          time.Now(),
+	}
+}
+
 // launch writes the job's record and hands the job to the executor.
 func (a *agent) launch(lj *localJob, j *api.Job, meta jobMeta) {
 	log := a.log.With("job", j.ID, "attempt", j.Restarts)
@@ -557,22 +590,9 @@ func (a *agent) launch(lj *localJob, j *api.Job, meta jobMeta) {
 	if len(devs) > 0 {
 		devs = append(devs, a.gpuCtl...)
 	}
-	spec := buildSpec(specInput{
-		Job:          j,
-		Node:         a.opts.Name,
-		StateDir:     a.opts.StateDir,
-		ClusterName:  a.opts.ClusterName,
-		KillGrace:    a.opts.KillGrace,
-		CgroupParent: a.opts.CgroupParent,
-		PidsLimit:    a.opts.PidsLimit,
-		NetNS:        a.opts.NetNS,
-		CPUIDs:       meta.CPUIDs,
-		GPUs:         meta.GPUs,
-		GPUDevices:   devs,
-		User:         lookupUser(j.UID),
-		Now:          time.Now(),
-		Extra:        a.batchStepEnv(j),
-	})
+	in := a.specInput(j)
+	in.CPUIDs, in.GPUs, in.GPUDevices, in.Extra = meta.CPUIDs, meta.GPUs, devs, a.batchStepEnv(j)
+	spec := buildSpec(in)
 	pid, err := executor.Launch(lj.dir, spec)
 	if err != nil {
 		fail(api.JobFailed, "launch: "+err.Error())
@@ -689,7 +709,13 @@ func (a *agent) watchJob(ctx context.Context, rp *reporter, lj *localJob) {
 		return
 	}
 	if p.cancel {
-		if err := executor.Cancel(s.dir); err != nil {
+		var err error
+		if grace, ok := preemptGrace(&s, now); ok {
+			err = executor.Stop(s.dir, grace)
+		} else {
+			err = executor.Cancel(s.dir)
+		}
+		if err != nil {
 			log.Warn("cancel failed; retrying", "err", err)
 		} else {
 			a.mu.Lock()
@@ -712,8 +738,7 @@ func (a *agent) watchJob(ctx context.Context, rp *reporter, lj *localJob) {
 		switch {
 		case errors.Is(err, errDeferred):
 		case err != nil:
-			lj.reportFails++
-			lj.nextReport = now.Add(retryDelay(lj.reportFails))
+			backOff(&lj.reportFails, &lj.nextReport, now)
 			log.Debug("progress report failed", "err", err)
 		default:
 			lj.reportFails = 0
@@ -742,9 +767,7 @@ func (a *agent) watchJob(ctx context.Context, rp *reporter, lj *localJob) {
 	}
 	if err != nil && !rejected(err) {
 		a.mu.Lock()
-		lj.reportFails++
-		lj.nextReport = now.Add(retryDelay(lj.reportFails))
-		n := lj.reportFails
+		n := backOff(&lj.reportFails, &lj.nextReport, now)
 		a.mu.Unlock()
 		if n == 1 || n%10 == 0 {
 			log.Warn("final report failed; the job dir is kept and the report retried", "err", err, "tries", n)
@@ -806,7 +829,7 @@ func decideWatch(s *localJob, st executor.Status, inspectErr error, now time.Tim
 		res = st.Result
 	case st.Running:
 		p.running, p.adopt = true, !s.meta.Launched
-		p.cancel = (s.meta.Abandoned || (s.cancelWanted && !now.Before(s.cancelAt))) && !s.cancelSent
+		p.cancel = (s.meta.Abandoned || s.cancelWanted) && !s.cancelSent
 		p.progress = !s.meta.Abandoned && !now.Before(s.nextReport) &&
 			(!s.startReported || now.Sub(s.lastUsage) >= usageEvery)
 		return p
@@ -869,6 +892,14 @@ func rejected(err error) bool {
 		return true
 	}
 	return false
+}
+
+// backOff counts a failed report and schedules the next try; it returns
+// the failures so far.
+func backOff(fails *int, next *time.Time, now time.Time) int {
+	*fails++
+	*next = now.Add(retryDelay(*fails))
+	return *fails
 }
 
 // retryDelay backs off failed reports: 1 s, 2 s, 4 s... up to 30 s.

@@ -313,12 +313,7 @@ func enrollRetry(act attestAction, fails int) time.Duration {
 func controllerTLS(ca *x509.Certificate) *tls.Config {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		RootCAs:            roots, // unused by the handshake; documents the trust
-		InsecureSkipVerify: true,  // replaced by VerifyConnection: CA + role
-		VerifyConnection:   pki.VerifyPeer(roots, pki.OUController),
-	}
+	return pki.RoleClientTLS(roots, pki.OUController)
 }
 
 // certTransport sends every request with the node's current certificate,

@@ -103,14 +103,17 @@ func jobDir(stateDir string, k jobKey) string {
 	return filepath.Join(stateDir, jobsSubdir, k.String())
 }
 
-// writeMeta replaces a job dir's record atomically so a crash leaves the
-// old or the new one, never half of either.
-func writeMeta(dir string, m *jobMeta) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+// writeMeta replaces a job dir's record.
+func writeMeta(dir string, m *jobMeta) error { return writeRecord(filepath.Join(dir, metaFile), m) }
+
+// writeRecord replaces a root-only JSON record atomically so a crash
+// leaves the old or the new one, never half of either.
+func writeRecord(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return pki.WriteFile(filepath.Join(dir, metaFile), b, 0o600)
+	return pki.WriteFile(path, b, 0o600)
 }
 
 func readMeta(dir string) (*jobMeta, error) {

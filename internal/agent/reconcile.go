@@ -14,10 +14,10 @@ type localView struct {
 	// and waits for the report to be accepted.
 	Finished   bool
 	CancelSent bool
-	// CancelDeferred: the cancel waits for a preempted job's grace time;
-	// a user's cancel sends it at once.
-	CancelDeferred bool
-	Abandoned      bool
+	// PreemptStop: the cancel is a preempted job's, which keeps its grace
+	// time; a user's cancel is sent after it, to cut that short.
+	PreemptStop bool
+	Abandoned   bool
 }
 
 type actionKind int
@@ -34,9 +34,9 @@ const (
 	// actAbandon stops and forgets a local job the controllers no longer
 	// run here (requeued, ended elsewhere): no report is sent.
 	actAbandon
-	// actPreempt stops a local job that was preempted, as a cancel once
-	// its grace time allows (preemptCancelAt); its end is reported, and
-	// the controllers requeue or end it.
+	// actPreempt stops a local job that was preempted: SIGTERM at once,
+	// SIGKILL when its grace time ends (preemptStopBy); its end is
+	// reported, and the controllers requeue or end it.
 	actPreempt
 )
 
@@ -118,7 +118,7 @@ func reconcile(node string, local []localView, finished map[jobKey]bool, work []
 		case j.Restarts < l.Key.Attempt:
 			// Newer than the list says: the list cannot be older than a
 			// launch made from an earlier list, so leave it alone.
-		case j.CancelRequested && !l.Finished && (!l.CancelSent || l.CancelDeferred):
+		case j.CancelRequested && !l.Finished && (!l.CancelSent || l.PreemptStop):
 			p.Actions = append(p.Actions, action{Kind: actCancel, Key: l.Key})
 		case !j.PreemptedAt.IsZero() && !l.Finished && !l.CancelSent:
 			p.Actions = append(p.Actions, action{Kind: actPreempt, Key: l.Key, Job: j})
@@ -155,15 +155,29 @@ func reconcile(node string, local []localView, finished map[jobKey]bool, work []
 	return p
 }
 
-// preemptCancelAt is when a preempted job is cancelled. The executor
-// gives a cancelled job killGrace between SIGTERM and SIGKILL, so a longer
-// preemption grace is honoured by cancelling that much later: the job is
-// killed when its grace time ends. A shorter one cannot shorten
-// killGrace: the job is cancelled at once.
-func preemptCancelAt(j *api.Job, killGrace time.Duration) time.Time {
-	grace := time.Duration(j.GraceTimeSec) * time.Second
-	if grace <= killGrace {
-		return j.PreemptedAt
+// preemptStopBy is when a preempted job's grace time ends: it gets
+// SIGTERM at once and SIGKILL then. Without a grace time it is zero: the
+// job is cancelled as scancel does it (SIGKILL after the kill grace), as
+// Slurm kills a job preempted without GraceTime through its usual
+// SIGTERM, KillWait, SIGKILL. An agent that learns of the preemption late
+// (a restart) keeps the deadline, and a clock behind the controller's
+// never gives more than the grace time from now.
+func preemptStopBy(j *api.Job, now time.Time) time.Time {
+	if j.GraceTimeSec <= 0 {
+		return time.Time{}
 	}
-	return j.PreemptedAt.Add(grace - killGrace)
+	grace := time.Duration(min(j.GraceTimeSec, maxTimeLimitSec)) * time.Second
+	if by := j.PreemptedAt.Add(grace); by.Before(now.Add(grace)) {
+		return by
+	}
+	return now.Add(grace)
+}
+
+// preemptGrace is what is left at now of the grace time of a preempted
+// job being stopped; false for a plain cancel.
+func preemptGrace(s *localJob, now time.Time) (time.Duration, bool) {
+	if s.stopBy.IsZero() || s.meta.Abandoned {
+		return 0, false
+	}
+	return max(s.stopBy.Sub(now), 0), true
 }

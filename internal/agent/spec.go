@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"cmp"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/stockade-hpc/stockade/executor"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 	"github.com/stockade-hpc/stockade/internal/sbatch"
+	"github.com/stockade-hpc/stockade/raftstore"
 )
 
 // defaultPath is PATH for jobs whose environment has none.
@@ -91,32 +93,43 @@ func autoPidsLimit(cpus int) int64 {
 	return max(4096, 64*int64(cpus))
 }
 
+// homeDir is the working directory of a job that names none: the user's
+// home, else "/".
+func homeDir(u *userInfo) string {
+	if u != nil && u.Home != "" {
+		return u.Home
+	}
+	return "/"
+}
+
+// groups are the user's supplementary groups.
+func (in *specInput) groups() []uint32 {
+	if in.User == nil {
+		return nil
+	}
+	return slices.Clone(in.User.Groups)
+}
+
+// pidsLimit is the task limit of a container with cpus CPUs.
+func (in *specInput) pidsLimit(cpus int) int64 {
+	if in.PidsLimit > 0 {
+		return in.PidsLimit
+	}
+	return autoPidsLimit(cpus)
+}
+
 // buildSpec turns a job placed on this node into what the executor runs.
 func buildSpec(in specInput) executor.Spec {
 	j := in.Job
-	workDir := j.Spec.WorkDir
-	if workDir == "" {
-		workDir = "/"
-		if in.User != nil && in.User.Home != "" {
-			workDir = in.User.Home
-		}
-	}
+	workDir := cmp.Or(j.Spec.WorkDir, homeDir(in.User))
 	stdout, stderr := outputPaths(j, in.Node, workDir)
-	pids := in.PidsLimit
-	if pids <= 0 {
-		pids = autoPidsLimit(j.AllocCPUs)
-	}
-	var groups []uint32
-	if in.User != nil {
-		groups = slices.Clone(in.User.Groups)
-	}
 	return executor.Spec{
 		JobID:         j.ID,
 		Attempt:       j.Restarts,
 		User:          j.User,
 		UID:           j.UID,
 		GID:           j.GID,
-		Groups:        groups,
+		Groups:        in.groups(),
 		Script:        j.Spec.Script,
 		Argv:          slices.Clone(j.Spec.Argv),
 		Env:           jobEnv(in, workDir),
@@ -127,7 +140,7 @@ func buildSpec(in specInput) executor.Spec {
 		CPUs:          j.AllocCPUs,
 		CPUSet:        cpuList(in.CPUIDs),
 		MemoryBytes:   j.AllocMemoryMB << 20,
-		PidsLimit:     pids,
+		PidsLimit:     in.pidsLimit(j.AllocCPUs),
 		GPUDevices:    slices.Clone(in.GPUDevices),
 		TimeLimit:     timeLimit(j.TimeLimitSec),
 		KillGrace:     in.KillGrace,
@@ -387,25 +400,14 @@ func arrayStats(tasks []int) (lo, hi, step int) {
 // does not divide evenly.
 func tasksPerNode(s api.JobSpec, nodes int) []int {
 	nodes = max(nodes, 1)
-	out := make([]int, nodes)
 	if s.TasksPerNode > 0 && s.Tasks <= 0 {
-		for i := range out {
-			out[i] = s.TasksPerNode
-		}
-		return out
+		return slices.Repeat([]int{s.TasksPerNode}, nodes)
 	}
 	tasks := s.Tasks
 	if tasks <= 0 {
 		tasks = nodes
 	}
-	base, extra := tasks/nodes, tasks%nodes
-	for i := range out {
-		out[i] = base
-		if i < extra {
-			out[i]++
-		}
-	}
-	return out
+	return raftstore.BlockCounts(nodes, tasks)
 }
 
 // repeatList formats counts as Slurm does: runs of equal values as v(xN),

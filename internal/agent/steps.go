@@ -190,20 +190,7 @@ func (a *agent) loadTasks() {
 }
 
 func writeTaskMeta(dir string, m *taskMeta) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, taskMetaFile), b)
-}
-
-// writeFileAtomic is a root-only record file, replaced atomically.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return writeRecord(filepath.Join(dir, taskMetaFile), m)
 }
 
 // stepLoop runs the step poll and the task watcher until ctx ends.
@@ -226,44 +213,7 @@ func agentSteps(ctx context.Context, cl *api.Client, index uint64, wait time.Dur
 }
 
 func (a *agent) stepPollLoop(ctx context.Context) {
-	select {
-	case <-a.registered:
-	case <-ctx.Done():
-		return
-	}
-	cl := a.client()
-	var index uint64
-	backoff := 500 * time.Millisecond
-	failing := false
-	for ctx.Err() == nil {
-		began := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, pollWait+15*time.Second)
-		w, err := agentSteps(pctx, cl, index, pollWait)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !failing {
-				a.log.Warn("polling for steps failed; retrying", "err", err)
-				failing = true
-			}
-			sleepCtx(ctx, backoff)
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		failing, backoff = false, 500*time.Millisecond
-		if w.Index < index {
-			sleepCtx(ctx, 200*time.Millisecond) // a lagging controller
-			continue
-		}
-		unchanged := w.Index == index
-		index = w.Index
-		a.applySteps(&w)
-		if unchanged && time.Since(began) < 200*time.Millisecond {
-			sleepCtx(ctx, 200*time.Millisecond)
-		}
-	}
+	a.pollLoop(ctx, "steps", agentSteps, func(w *api.AgentWork) { a.applySteps(w) })
 }
 
 // stepPlan is what one step list calls for.
@@ -424,14 +374,8 @@ func (a *agent) launchTask(lt *localTask, j *api.Job, st *api.JobStep) {
 		failed(fmt.Errorf("task output directory: %w", err))
 		return
 	}
-	spec := buildTaskSpec(taskInput{
-		specInput: specInput{
-			Job: j, Node: a.opts.Name, StateDir: a.opts.StateDir, ClusterName: a.opts.ClusterName,
-			KillGrace: a.opts.KillGrace, CgroupParent: a.opts.CgroupParent, PidsLimit: a.opts.PidsLimit,
-			NetNS: a.opts.NetNS, User: lookupUser(j.UID), Now: time.Now(),
-		},
-		Step: st, Rank: lt.key.Rank, Output: filepath.Join(lt.outDir, taskOutFile),
-	})
+	spec := buildTaskSpec(taskInput{specInput: a.specInput(j), Step: st, Rank: lt.key.Rank,
+		Output: filepath.Join(lt.outDir, taskOutFile)})
 	pid, err := executor.Launch(lt.dir, spec)
 	if err != nil {
 		// The executor recorded the failure in the dir as well.
@@ -500,25 +444,8 @@ type taskInput struct {
 // limited to the task's CPUs and the job's memory per node.
 func buildTaskSpec(in taskInput) executor.Spec {
 	j, st := in.Job, in.Step
-	workDir := st.WorkDir
-	if workDir == "" {
-		workDir = j.Spec.WorkDir
-	}
-	if workDir == "" {
-		workDir = "/"
-		if in.User != nil && in.User.Home != "" {
-			workDir = in.User.Home
-		}
-	}
+	workDir := cmp.Or(st.WorkDir, j.Spec.WorkDir, homeDir(in.User))
 	cpt := max(st.CPUsPerTask, 1)
-	pids := in.PidsLimit
-	if pids <= 0 {
-		pids = autoPidsLimit(cpt)
-	}
-	var groups []uint32
-	if in.User != nil {
-		groups = slices.Clone(in.User.Groups)
-	}
 	var limit time.Duration
 	if tl := timeLimit(j.TimeLimitSec); tl > 0 && !j.StartTime.IsZero() {
 		// Tasks end with their job at the latest.
@@ -528,17 +455,13 @@ func buildTaskSpec(in taskInput) executor.Spec {
 		}
 		limit = max(j.StartTime.Add(tl).Sub(now), time.Second)
 	}
-	parent := in.CgroupParent
-	if parent == "" {
-		parent = executor.DefaultCgroupParent
-	}
 	return executor.Spec{
 		JobID:   j.ID,
 		Attempt: j.Restarts,
 		User:    j.User,
 		UID:     j.UID,
 		GID:     j.GID,
-		Groups:  groups,
+		Groups:  in.groups(),
 		Script:  taskScript,
 		Argv:    slices.Clone(st.Argv),
 		Env:     taskEnv(in, workDir),
@@ -547,7 +470,7 @@ func buildTaskSpec(in taskInput) executor.Spec {
 		// Stderr "" shares the output file: one stream, as written.
 		CPUs:          cpt,
 		MemoryBytes:   j.AllocMemoryMB << 20,
-		PidsLimit:     pids,
+		PidsLimit:     in.pidsLimit(cpt),
 		TimeLimit:     limit,
 		KillGrace:     in.KillGrace,
 		Image:         j.Spec.Image,
@@ -555,12 +478,14 @@ func buildTaskSpec(in taskInput) executor.Spec {
 		NetNSPath:     in.NetNS,
 		// The job's own cgroup name is the batch script's: each task
 		// nests its container in a parent of its own.
-		CgroupParent: taskCgroupParent(parent, taskKey{j.ID, st.StepID, in.Rank}),
+		CgroupParent: taskCgroupParent(in.CgroupParent, taskKey{j.ID, st.StepID, in.Rank}),
 	}
 }
 
+// taskCgroupParent is the cgroup parent of a task's container below the
+// agent's parent ("": the executor's default).
 func taskCgroupParent(parent string, k taskKey) string {
-	return strings.TrimSuffix(parent, "/") + "/step_" + k.String()
+	return strings.TrimSuffix(cmp.Or(parent, executor.DefaultCgroupParent), "/") + "/step_" + k.String()
 }
 
 // taskEnv is a task's environment: the job's for this node, with srun's
@@ -778,9 +703,7 @@ func (a *agent) watchTask(ctx context.Context, cl *api.Client, lt *localTask) {
 	cancel()
 	if err != nil && !rejected(err) {
 		sr.mu.Lock()
-		lt.reportFails++
-		lt.nextReport = now.Add(retryDelay(lt.reportFails))
-		n := lt.reportFails
+		n := backOff(&lt.reportFails, &lt.nextReport, now)
 		sr.mu.Unlock()
 		if n == 1 || n%10 == 0 {
 			log.Warn("step task report failed; retrying", "err", err, "tries", n)
@@ -837,11 +760,7 @@ func (a *agent) removeTask(lt *localTask, log *slog.Logger) {
 	if err := os.RemoveAll(lt.outDir); err != nil {
 		log.Warn("cannot remove task output dir", "dir", lt.outDir, "err", err)
 	}
-	parent := a.opts.CgroupParent
-	if parent == "" {
-		parent = executor.DefaultCgroupParent
-	}
-	removeCgroupDirs(cgroupRoot, taskCgroupParent(parent, lt.key))
+	removeCgroupDirs(cgroupRoot, taskCgroupParent(a.opts.CgroupParent, lt.key))
 	sr := a.steps
 	sr.mu.Lock()
 	if sr.tasks[lt.key] == lt {

@@ -51,20 +51,18 @@ func sprioDefaultFormat(w api.PriorityWeights, long, norm, users bool) string {
 	if users {
 		b.WriteString(" %.8u")
 	}
-	codes := "AFJPQ"
 	if norm {
 		b.WriteString(" %10y")
-		codes = "afjpq"
 	} else {
 		b.WriteString(" %.10Y %.10S")
 	}
-	for i, weight := range []int64{w.Age, w.FairShare, w.JobSize, w.Partition, w.QOS} {
-		if weight != 0 {
-			if norm {
-				fmt.Fprintf(&b, " %%10%c", codes[i])
-			} else {
-				fmt.Fprintf(&b, " %%.10%c", codes[i])
-			}
+	for _, f := range sprioFactors {
+		switch {
+		case f.weight(&w) == 0:
+		case norm:
+			fmt.Fprintf(&b, " %%10%c", f.norm)
+		default:
+			fmt.Fprintf(&b, " %%.10%c", f.weighted)
 		}
 	}
 	return b.String()
@@ -127,22 +125,27 @@ var sprioCodes = func() map[byte]sprioField {
 		't': {"TRES", func(*api.PriorityFactors, *api.PriorityWeights) string { return "" }, noWeight},
 		'T': {"TRES", func(*api.PriorityFactors, *api.PriorityWeights) string { return "" }, noWeight},
 	}
-	for _, f := range []struct {
-		lower, upper byte
-		header       string
-		get          func(*api.PriorityFactors) int64
-		weight       func(*api.PriorityWeights) int64
-	}{
-		{'a', 'A', "AGE", func(j *api.PriorityFactors) int64 { return j.Age }, func(w *api.PriorityWeights) int64 { return w.Age }},
-		{'f', 'F', "FAIRSHARE", func(j *api.PriorityFactors) int64 { return j.FairShare }, func(w *api.PriorityWeights) int64 { return w.FairShare }},
-		{'j', 'J', "JOBSIZE", func(j *api.PriorityFactors) int64 { return j.JobSize }, func(w *api.PriorityWeights) int64 { return w.JobSize }},
-		{'p', 'P', "PARTITION", func(j *api.PriorityFactors) int64 { return j.PartPrio }, func(w *api.PriorityWeights) int64 { return w.Partition }},
-		{'q', 'Q', "QOS", func(j *api.PriorityFactors) int64 { return j.QOSPrio }, func(w *api.PriorityWeights) int64 { return w.QOS }},
-	} {
-		m[f.lower], m[f.upper] = factorFields(f.header, f.get, f.weight)
+	for _, f := range sprioFactors {
+		m[f.norm], m[f.weighted] = factorFields(f.header, f.get, f.weight)
 	}
 	return m
 }()
+
+// sprioFactors are the weighted factors, in sprio's column order: the
+// codes of their normalized and weighted values, header, value and
+// weight.
+var sprioFactors = []struct {
+	norm, weighted byte
+	header         string
+	get            func(*api.PriorityFactors) int64
+	weight         func(*api.PriorityWeights) int64
+}{
+	{'a', 'A', "AGE", func(j *api.PriorityFactors) int64 { return j.Age }, func(w *api.PriorityWeights) int64 { return w.Age }},
+	{'f', 'F', "FAIRSHARE", func(j *api.PriorityFactors) int64 { return j.FairShare }, func(w *api.PriorityWeights) int64 { return w.FairShare }},
+	{'j', 'J', "JOBSIZE", func(j *api.PriorityFactors) int64 { return j.JobSize }, func(w *api.PriorityWeights) int64 { return w.JobSize }},
+	{'p', 'P', "PARTITION", func(j *api.PriorityFactors) int64 { return j.PartPrio }, func(w *api.PriorityWeights) int64 { return w.Partition }},
+	{'q', 'Q', "QOS", func(j *api.PriorityFactors) int64 { return j.QOSPrio }, func(w *api.PriorityWeights) int64 { return w.QOS }},
+}
 
 // renderSprio prints the header (unless noHeader) and the jobs, or the
 // weights line with -w. Unknown codes are returned, as sprio reports and
@@ -204,20 +207,15 @@ func sprioSortKey(k byte) (func(a, b *api.PriorityFactors) int, bool) {
 		return byStr(func(j *api.PriorityFactors) string { return j.Partition }), true
 	case 'u':
 		return byStr(func(j *api.PriorityFactors) string { return j.User }), true
-	case 'a', 'A':
-		return by(func(j *api.PriorityFactors) int64 { return j.Age }), true
-	case 'f', 'F':
-		return by(func(j *api.PriorityFactors) int64 { return j.FairShare }), true
-	case 'j', 'J':
-		return by(func(j *api.PriorityFactors) int64 { return j.JobSize }), true
-	case 'p', 'P':
-		return by(func(j *api.PriorityFactors) int64 { return j.PartPrio }), true
-	case 'q', 'Q':
-		return by(func(j *api.PriorityFactors) int64 { return j.QOSPrio }), true
 	case 't', 'T':
 		return func(*api.PriorityFactors, *api.PriorityFactors) int { return 0 }, true
 	case 'y', 'Y':
 		return by(func(j *api.PriorityFactors) int64 { return j.Priority }), true
+	}
+	for _, f := range sprioFactors {
+		if k == f.norm || k == f.weighted {
+			return by(f.get), true
+		}
 	}
 	return nil, false
 }
@@ -304,7 +302,7 @@ func setupSprio(fs *pflag.FlagSet) runFunc {
 				fmt.Fprintln(e.stdout, "Unable to find jobs matching user/id(s) specified")
 				return nil
 			}
-			if err := sortSprio(shown, cmpOr(*sortSpec, "i")); err != nil {
+			if err := sortSprio(shown, cmp.Or(*sortSpec, "i")); err != nil {
 				return err
 			}
 			f := *format

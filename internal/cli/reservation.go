@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -49,18 +50,10 @@ func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec,
 		if s.op == "" {
 			return nil, fmt.Errorf("Invalid input: %s (want Key=Value)", a)
 		}
-		key := ""
-		for _, n := range resvKeys {
-			if matchName(s.key, n.name, n.min) {
-				key = n.name
-				break
-			}
-		}
-		if key == "" {
-			for _, n := range resvUnsupported {
-				if matchName(s.key, n.name, n.min) {
-					return nil, fmt.Errorf("%s is not supported by Stockade", n.name)
-				}
+		key, ok := matchKey(s.key, resvKeys)
+		if !ok {
+			if name, ok := matchKey(s.key, resvUnsupported); ok {
+				return nil, fmt.Errorf("%s is not supported by Stockade", name)
 			}
 			return nil, fmt.Errorf("Unknown parameter: %s", s.key)
 		}
@@ -107,10 +100,6 @@ func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec,
 			p := v
 			r.partition = &p
 		case "Users", "Accounts", "Flags":
-			op := s.op
-			if op == "=" {
-				op = ""
-			}
 			names := listVal(v)
 			if key == "Flags" {
 				for i := range names {
@@ -119,15 +108,38 @@ func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec,
 			}
 			switch key {
 			case "Users":
-				r.users = r.users.add(op, names)
+				r.users = r.users.add(s.op, names)
 			case "Accounts":
-				r.accounts = r.accounts.add(op, names)
+				r.accounts = r.accounts.add(s.op, names)
 			default:
-				r.flags = r.flags.add(op, names)
+				r.flags = r.flags.add(s.op, names)
 			}
 		}
 	}
 	return r, nil
+}
+
+// resvList is a list setting of a spec and the reservation list it sets.
+type resvList struct {
+	set *listSet
+	dst *[]string
+}
+
+// lists pairs the spec's Users, Accounts and Flags with res's.
+func (r *resvSpec) lists(res *api.Reservation) []resvList {
+	return []resvList{{r.users, &res.Users}, {r.accounts, &res.Accounts}, {r.flags, &res.Flags}}
+}
+
+// allNodes lists the cluster's nodes when Nodes=ALL needs them.
+func (r *resvSpec) allNodes(ctx context.Context, c *api.Client) ([]api.Node, error) {
+	if r.nodes == nil || !strings.EqualFold(*r.nodes, "ALL") {
+		return nil, nil
+	}
+	nresp, err := c.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s", apiMessage(err))
+	}
+	return nresp.Nodes, nil
 }
 
 // resvNodes expands a Nodes= value; ALL is every node.
@@ -172,10 +184,7 @@ func buildCreate(r *resvSpec, nodes []api.Node) (*api.ReservationRequest, error)
 	if !res.End.After(res.Start) {
 		return nil, fmt.Errorf("Invalid EndTime value: the reservation must end after it starts." + tail)
 	}
-	for _, l := range []struct {
-		set *listSet
-		dst *[]string
-	}{{r.users, &res.Users}, {r.accounts, &res.Accounts}, {r.flags, &res.Flags}} {
+	for _, l := range r.lists(res) {
 		if l.set != nil {
 			if l.set.incremental() {
 				return nil, fmt.Errorf("Invalid input: += and -= only update a reservation." + tail)
@@ -218,14 +227,10 @@ func buildUpdate(r *resvSpec, old api.Reservation, nodes []api.Node) (*api.Reser
 	if !res.End.After(res.Start) {
 		return nil, fmt.Errorf("Invalid EndTime value: the reservation must end after it starts")
 	}
-	if r.users != nil {
-		res.Users = r.users.apply(res.Users)
-	}
-	if r.accounts != nil {
-		res.Accounts = r.accounts.apply(res.Accounts)
-	}
-	if r.flags != nil {
-		res.Flags = r.flags.apply(res.Flags)
+	for _, l := range r.lists(res) {
+		if l.set != nil {
+			*l.dst = l.set.apply(*l.dst)
+		}
 	}
 	if len(res.Users) == 0 && len(res.Accounts) == 0 {
 		return nil, fmt.Errorf("Either Users or Accounts must be specified")
@@ -346,13 +351,9 @@ func scontrolCreateReservation(ctx context.Context, e *env, args []string) error
 		return err
 	}
 	return withClient(ctx, e, func(ctx context.Context, c *api.Client) error {
-		var nodes []api.Node
-		if r.nodes != nil && strings.EqualFold(*r.nodes, "ALL") {
-			nresp, err := c.Nodes(ctx)
-			if err != nil {
-				return fmt.Errorf("%s", apiMessage(err))
-			}
-			nodes = nresp.Nodes
+		nodes, err := r.allNodes(ctx, c)
+		if err != nil {
+			return err
 		}
 		req, err := buildCreate(r, nodes)
 		if err != nil {
@@ -369,7 +370,7 @@ func scontrolCreateReservation(ctx context.Context, e *env, args []string) error
 		if err != nil {
 			return fmt.Errorf("Error creating the reservation: %s", apiMessage(err))
 		}
-		fmt.Fprintf(e.stdout, "Reservation created: %s\n", cmpOr(got.Name, req.Reservation.Name))
+		fmt.Fprintf(e.stdout, "Reservation created: %s\n", cmp.Or(got.Name, req.Reservation.Name))
 		return nil
 	})
 }
@@ -392,13 +393,9 @@ func scontrolUpdateReservation(ctx context.Context, e *env, args []string) error
 		if i < 0 {
 			return fmt.Errorf("Error updating the reservation: Requested reservation is invalid")
 		}
-		var nodes []api.Node
-		if r.nodes != nil && strings.EqualFold(*r.nodes, "ALL") {
-			nresp, err := c.Nodes(ctx)
-			if err != nil {
-				return fmt.Errorf("%s", apiMessage(err))
-			}
-			nodes = nresp.Nodes
+		nodes, err := r.allNodes(ctx, c)
+		if err != nil {
+			return err
 		}
 		req, err := buildUpdate(r, resp.Reservations[i], nodes)
 		if err != nil {

@@ -144,22 +144,15 @@ func stepCPUs(j *api.Job) int {
 	return j.Spec.CPUsPerNode()
 }
 
+// stepTRES is a step's TRES, as a job's without billing.
 func stepTRES(j *api.Job, nodes int) string {
 	nodes = max(nodes, 1)
-	parts := []string{"cpu=" + itoa(stepCPUs(j))}
-	if j.AllocGPUs > 0 {
-		parts = append(parts, "gres/gpu="+itoa(j.AllocGPUs*nodes))
-	}
-	if j.AllocMemoryMB > 0 {
-		parts = append(parts, "mem="+memMB(j.AllocMemoryMB*int64(nodes)))
-	}
-	return strings.Join(append(parts, "node="+itoa(nodes)), ",")
+	return tresByName(stepCPUs(j), j.AllocMemoryMB*int64(nodes), nodes, j.AllocGPUs*nodes)
 }
 
-// sortedTRES is a TRES list as sacct prints it: sorted by name, billing
-// equal to the CPUs as under Slurm's default weights.
-func sortedTRES(cpus int, memMBTotal int64, nodes, gpus int) string {
-	parts := []string{"billing=" + itoa(cpus), "cpu=" + itoa(cpus)}
+// tresByName is a TRES list as sacct prints it, sorted by name.
+func tresByName(cpus int, memMBTotal int64, nodes, gpus int) string {
+	parts := []string{"cpu=" + itoa(cpus)}
 	if gpus > 0 {
 		parts = append(parts, "gres/gpu="+itoa(gpus))
 	}
@@ -167,6 +160,12 @@ func sortedTRES(cpus int, memMBTotal int64, nodes, gpus int) string {
 		parts = append(parts, "mem="+memMB(memMBTotal))
 	}
 	return strings.Join(append(parts, "node="+itoa(nodes)), ",")
+}
+
+// sortedTRES is a job's TRES list: tresByName with billing, equal to the
+// CPUs as under Slurm's default weights.
+func sortedTRES(cpus int, memMBTotal int64, nodes, gpus int) string {
+	return "billing=" + itoa(cpus) + "," + tresByName(cpus, memMBTotal, nodes, gpus)
 }
 
 // reqTRES is the job's request (ReqTRES).
@@ -465,14 +464,8 @@ func parseSacctFields(spec string) ([]acctField, error) {
 			return nil, fmt.Errorf("Invalid field requested: \"%s\"", name)
 		}
 		fld := *f
-		if hasWidth {
-			w, err := strconv.Atoi(widthStr)
-			if err != nil {
-				return nil, fmt.Errorf("Invalid field requested: \"%s\"", item)
-			}
-			if w != 0 {
-				fld.width = w
-			}
+		if !fieldWidth(&fld.width, widthStr, hasWidth) {
+			return nil, fmt.Errorf("Invalid field requested: \"%s\"", item)
 		}
 		out = append(out, fld)
 	}
@@ -543,26 +536,11 @@ func renderSacct(c *fmtCtx, fields []acctField, rows []acctRow, o sacctOutput) s
 			}
 			line(names, oks)
 		} else {
-			for _, f := range fields {
-				abs := f.width
-				if abs < 0 {
-					abs = -abs
-				}
-				name := f.name
-				if utf8.RuneCountInString(name) > abs {
-					name = string([]rune(name)[:abs])
-				}
-				b.WriteString(padStr(name, abs, f.width > 0, false) + " ")
+			cols := make([]printCol, len(fields))
+			for i, f := range fields {
+				cols[i] = printCol{header: f.name, width: f.width}
 			}
-			b.WriteByte('\n')
-			for _, f := range fields {
-				abs := f.width
-				if abs < 0 {
-					abs = -abs
-				}
-				b.WriteString(strings.Repeat("-", abs) + " ")
-			}
-			b.WriteByte('\n')
+			alignedHeader(&b, cols)
 		}
 	}
 	for _, r := range rows {
@@ -791,32 +769,42 @@ func sacctJSON(c *fmtCtx, jobs []api.Job, allocationsOnly bool) ([]byte, error) 
 	return sacctJSONSteps(c, jobs, nil, allocationsOnly)
 }
 
+// acctTimeOf is a job's times in sacct --json, submitted at submit.
+func acctTimeOf(j *api.Job, submit, now time.Time) acctTime {
+	t := acctTime{
+		Elapsed: jobElapsed(j, now), Submission: unixOrZero(submit), Start: unixOrZero(j.StartTime),
+		Total: nsTime(j.Usage.CPUTimeNs), User: nsTime(j.Usage.UserTimeNs), System: nsTime(j.Usage.SystemTimeNs),
+	}
+	if j.State.Terminal() {
+		t.End = unixOrZero(j.EndTime)
+	}
+	return t
+}
+
+// acctStepOf is one step of sacct --json: r's job is the step seen as a
+// job, run as tasks tasks on nodes.
+func acctStepOf(r acctRow, id, name string, t acctTime, nodes []string, tasks int) acctStep {
+	j := r.job
+	var s acctStep
+	s.Step.ID, s.Step.Name = id, name
+	s.State, s.ExitCode, s.Time = acctState(r), acctExitOf(j), t
+	s.Nodes.Count, s.Nodes.List = len(nodes), nodes
+	s.Tasks.Count = tasks
+	s.TRES.Allocated = tresList(stepTRES(j, len(nodes)))
+	s.TRES.Requested.Max = []acctTRES{
+		{Type: "cpu", Count: int64(j.Usage.CPUTimeNs / 1e6)},
+		{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockReadB)},
+		{Type: "mem", Count: int64(j.Usage.MaxRSSB)},
+	}
+	s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockWriteB)}}
+	return s
+}
+
 // acctStepJSON is one srun step of sacct --json.
 func acctStepJSON(c *fmtCtx, j *api.Job, st *api.JobStep) acctStep {
 	sj := stepAsJob(j, st)
-	var s acctStep
-	s.Step.ID = strconv.FormatUint(j.ID, 10) + "." + itoa(st.StepID)
-	s.Step.Name = st.Name
-	s.State = acctState(acctRow{job: sj, step: true, srun: st})
-	s.ExitCode = acctExitOf(sj)
-	s.Time = acctTime{
-		Elapsed: jobElapsed(sj, c.now), Submission: unixOrZero(sj.StartTime), Start: unixOrZero(sj.StartTime),
-		Total: nsTime(sj.Usage.CPUTimeNs), User: nsTime(sj.Usage.UserTimeNs), System: nsTime(sj.Usage.SystemTimeNs),
-	}
-	if sj.State.Terminal() {
-		s.Time.End = unixOrZero(sj.EndTime)
-	}
-	s.Nodes.Count = len(st.Nodes)
-	s.Nodes.List = append([]string{}, st.Nodes...)
-	s.Tasks.Count = max(len(st.TaskNodes), 1)
-	s.TRES.Allocated = tresList(stepTRES(sj, len(st.Nodes)))
-	s.TRES.Requested.Max = []acctTRES{
-		{Type: "cpu", Count: int64(sj.Usage.CPUTimeNs / 1e6)},
-		{Type: "fs", Name: "disk", Count: int64(sj.Usage.BlockReadB)},
-		{Type: "mem", Count: int64(sj.Usage.MaxRSSB)},
-	}
-	s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(sj.Usage.BlockWriteB)}}
-	return s
+	return acctStepOf(acctRow{job: sj, step: true, srun: st}, strconv.FormatUint(j.ID, 10)+"."+itoa(st.StepID), st.Name,
+		acctTimeOf(sj, sj.StartTime, c.now), append([]string{}, st.Nodes...), max(len(st.TaskNodes), 1))
 }
 
 // sacctJSONSteps is sacctJSON with the jobs' srun steps (by job id).
@@ -839,13 +827,7 @@ func sacctJSONSteps(c *fmtCtx, jobs []api.Job, steps map[uint64][]api.JobStep, a
 		}
 		o.State.Current = []string{string(j.State)}
 		o.State.Reason = jobReason(j)
-		o.Time = acctTime{
-			Elapsed: jobElapsed(j, c.now), Submission: unixOrZero(j.SubmitTime), Start: unixOrZero(j.StartTime),
-			Total: nsTime(j.Usage.CPUTimeNs), User: nsTime(j.Usage.UserTimeNs), System: nsTime(j.Usage.SystemTimeNs),
-		}
-		if j.State.Terminal() {
-			o.Time.End = unixOrZero(j.EndTime)
-		}
+		o.Time = acctTimeOf(j, j.SubmitTime, c.now)
 		if j.TimeLimitSec > 0 {
 			m := j.TimeLimitSec / 60
 			o.Time.Limit = &m
@@ -856,24 +838,8 @@ func sacctJSONSteps(c *fmtCtx, jobs []api.Job, steps map[uint64][]api.JobStep, a
 			o.TRES.Allocated = tresList(allocTRES(j))
 		}
 		if !allocationsOnly && !j.StartTime.IsZero() {
-			var s acctStep
-			s.Step.ID = strconv.FormatUint(j.ID, 10) + ".batch"
-			s.Step.Name = "batch"
-			s.State = acctState(acctRow{job: j, step: true})
-			s.ExitCode = acctExitOf(j)
-			s.Time = o.Time
-			s.Time.Limit = nil
-			s.Nodes.Count = 1
-			s.Nodes.List = []string{firstNodeName(j)}
-			s.Tasks.Count = 1
-			s.TRES.Allocated = tresList(stepTRES(j, 1))
-			s.TRES.Requested.Max = []acctTRES{
-				{Type: "cpu", Count: int64(j.Usage.CPUTimeNs / 1e6)},
-				{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockReadB)},
-				{Type: "mem", Count: int64(j.Usage.MaxRSSB)},
-			}
-			s.TRES.Consumed.Max = []acctTRES{{Type: "fs", Name: "disk", Count: int64(j.Usage.BlockWriteB)}}
-			o.Steps = append(o.Steps, s)
+			o.Steps = append(o.Steps, acctStepOf(acctRow{job: j, step: true}, strconv.FormatUint(j.ID, 10)+".batch", "batch",
+				acctTimeOf(j, j.SubmitTime, c.now), []string{firstNodeName(j)}, 1))
 			for _, st := range sortedSteps(steps[j.ID]) {
 				o.Steps = append(o.Steps, acctStepJSON(c, j, st))
 			}

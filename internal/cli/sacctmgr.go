@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -240,15 +241,24 @@ func splitWhereSet(specs []mgrSpec) (cond, set []mgrSpec) {
 	return cond, set
 }
 
-// keyIs reports whether a spec key abbreviates one of the names.
-func keyIs(key string, names ...mgrName) bool {
+// matchKey returns the name a spec key abbreviates, if any.
+func matchKey(key string, names []mgrName) (string, bool) {
 	for _, n := range names {
 		if matchName(key, n.name, n.min) {
-			return true
+			return n.name, true
 		}
 	}
-	return false
+	return "", false
 }
+
+// keyIs reports whether a spec key abbreviates one of the names.
+func keyIs(key string, names ...mgrName) bool {
+	_, ok := matchKey(key, names)
+	return ok
+}
+
+// qosKeys name a QoS list (association QOS=, +=, -=).
+var qosKeys = nm("QosLevel", 1, "QOS", 1)
 
 // ---- conditions ----
 
@@ -280,10 +290,8 @@ var unsupportedKeys = nm("Partitions", 4, "DefaultWCKey", 8, "WCKeys", 2, "NewNa
 	"MaxSubmitJobsPerAccount", 17, "RawUsage", 7, "Comment", 3, "ID", 2)
 
 func unsupportedKey(key string) error {
-	for _, n := range unsupportedKeys {
-		if matchName(key, n.name, n.min) {
-			return fmt.Errorf("%s is not supported by Stockade", n.name)
-		}
+	if name, ok := matchKey(key, unsupportedKeys); ok {
+		return fmt.Errorf("%s is not supported by Stockade", name)
 	}
 	return nil
 }
@@ -335,7 +343,7 @@ func parseMgrCond(ent string, specs []mgrSpec) (*mgrCond, error) {
 				c.admin = &admin
 			case keyIs(k, nm("DefaultAccount", 8)...):
 				c.defAccounts = append(c.defAccounts, v...)
-			case keyIs(k, nm("QosLevel", 1, "QOS", 1)...):
+			case keyIs(k, qosKeys...):
 				c.qos = append(c.qos, v...)
 			default:
 				return nil, condError(k)
@@ -348,7 +356,7 @@ func parseMgrCond(ent string, specs []mgrSpec) (*mgrCond, error) {
 				c.parents = append(c.parents, v...)
 			case keyIs(k, nm("Users", 1)...):
 				c.users = append(c.users, v...)
-			case keyIs(k, nm("QosLevel", 1, "QOS", 1)...):
+			case keyIs(k, qosKeys...):
 				c.qos = append(c.qos, v...)
 			case keyIs(k, nm("Descriptions", 1, "Organizations", 1)...):
 				return nil, fmt.Errorf("%s is not a condition Stockade supports", k)
@@ -361,7 +369,7 @@ func parseMgrCond(ent string, specs []mgrSpec) (*mgrCond, error) {
 				c.accounts = append(c.accounts, v...)
 			case keyIs(k, nm("Users", 1)...):
 				c.users = append(c.users, v...)
-			case keyIs(k, nm("QosLevel", 1, "QOS", 1)...):
+			case keyIs(k, qosKeys...):
 				c.qos = append(c.qos, v...)
 			default:
 				return nil, condError(k)
@@ -548,10 +556,13 @@ type listOp struct {
 	names []string
 }
 
-// add appends an operation (to a new set when l is nil).
+// add appends an operation, "=" being "" (to a new set when l is nil).
 func (l *listSet) add(op string, names []string) *listSet {
 	if l == nil {
 		l = &listSet{}
+	}
+	if op == "=" {
+		op = ""
 	}
 	l.ops = append(l.ops, listOp{op, names})
 	return l
@@ -587,6 +598,18 @@ func (l *listSet) String() string {
 		parts[i] = strings.TrimSuffix(o.op, "=") + strings.Join(o.names, ",")
 	}
 	return strings.Join(parts, " ")
+}
+
+// parseQOSList adds a QoS list setting (=, += or -=) to l; every name
+// must be a QoS.
+func parseQOSList(name string, s mgrSpec, qosNames []string, l *listSet) (*listSet, error) {
+	names := listVal(strings.Trim(s.val, "'\""))
+	for _, q := range names {
+		if !slices.Contains(qosNames, q) {
+			return l, fmt.Errorf("Invalid %s value: no such qos %s", name, q)
+		}
+	}
+	return l.add(s.op, names), nil
 }
 
 // assocSet holds new association values.
@@ -631,18 +654,8 @@ func (a *assocSet) parse(s mgrSpec, qosNames []string) (bool, error) {
 		a.maxSubmit, err = parseLimit("MaxSubmitJobs", v)
 	case keyIs(k, nm("MaxWallDurationPerJob", 4)...):
 		a.maxWall, err = parseWall("MaxWall", v)
-	case keyIs(k, nm("QosLevel", 1, "QOS", 1)...):
-		names := listVal(strings.Trim(v, "'\""))
-		for _, q := range names {
-			if !slices.Contains(qosNames, q) {
-				return true, fmt.Errorf("Invalid QOS value: no such qos %s", q)
-			}
-		}
-		op := s.op
-		if op == "=" {
-			op = ""
-		}
-		a.qos = a.qos.add(op, names)
+	case keyIs(k, qosKeys...):
+		a.qos, err = parseQOSList("QOS", s, qosNames, a.qos)
 	default:
 		return false, nil
 	}
@@ -727,7 +740,7 @@ func (a *assocSet) limitLines(parent string) string {
 		line("QOS", a.qos.String())
 	}
 	if a.defQOS != nil {
-		line("DefQOS", cmpOr(*a.defQOS, "NONE"))
+		line("DefQOS", cmp.Or(*a.defQOS, "NONE"))
 	}
 	return b.String()
 }
@@ -739,6 +752,8 @@ func wallText(sec int64) string {
 	return slurmSecs(sec)
 }
 
+// tresSetText is a TRES list as sacctmgr prints it, in Slurm's TRES
+// order; -1 clears a limit.
 func tresSetText(t tresSet) string {
 	var parts []string
 	for _, k := range []string{"cpu", "mem", "node", "gres/gpu"} {
@@ -835,18 +850,9 @@ func (q *qosSet) parse(s mgrSpec, qosNames []string) (bool, error) {
 		q.preemptMode = &m
 		show("PreemptMode", strings.ToUpper(v))
 	case keyIs(k, nm("Preempt", 7)...):
-		names := listVal(strings.Trim(v, "'\""))
-		for _, n := range names {
-			if !slices.Contains(qosNames, n) {
-				return true, fmt.Errorf("Invalid Preempt value: no such qos %s", n)
-			}
+		if q.preempt, err = parseQOSList("Preempt", s, qosNames, q.preempt); err == nil {
+			show("Preempt", q.preempt.String())
 		}
-		op := s.op
-		if op == "=" {
-			op = ""
-		}
-		q.preempt = q.preempt.add(op, names)
-		show("Preempt", q.preempt.String())
 	case keyIs(k, nm("Priority", 3)...):
 		if q.priority, err = parseLimit("Priority", v); err == nil {
 			show("Priority", strconv.FormatInt(q.priority.v, 10))
@@ -922,6 +928,67 @@ func setError(key string) error {
 		return err
 	}
 	return fmt.Errorf("Unknown option: %s (use keyword 'where' to modify a condition)", key)
+}
+
+// mgrSetter reads one new value of an entity's limits; false: the key
+// is not one of them.
+type mgrSetter interface {
+	parse(s mgrSpec, qosNames []string) (bool, error)
+}
+
+// parseSets reads new values: own takes the entity's own keys (false:
+// not one of them), set the rest; only listKeys take += and -=.
+func parseSets(specs []mgrSpec, qosNames []string, set mgrSetter, own func(mgrSpec) (bool, error), listKeys ...mgrName) error {
+	for _, s := range specs {
+		if s.op != "=" && !keyIs(s.key, listKeys...) {
+			return fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
+		}
+		var ok bool
+		var err error
+		if own != nil {
+			ok, err = own(s)
+		}
+		if !ok && err == nil {
+			ok, err = set.parse(s, qosNames)
+		}
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return setError(s.key)
+		}
+	}
+	return nil
+}
+
+// userSetting reads a user's own settings, DefaultAccount and
+// AdminLevel; false: the key is neither.
+func userSetting(s mgrSpec, defAcct *string, admin **bool) (bool, error) {
+	switch {
+	case keyIs(s.key, nm("DefaultAccount", 8)...):
+		*defAcct = s.val
+	case keyIs(s.key, nm("AdminLevel", 2)...):
+		a, err := parseAdminLevel(s.val)
+		if err != nil {
+			return true, err
+		}
+		*admin = &a
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// orgIgnored warns that Organization is not kept.
+const orgIgnored = "sacctmgr: warning: Organization is not kept by Stockade (it follows the account tree); ignored\n"
+
+// writeNames writes a change message's header and one indented line per
+// name.
+func writeNames(b *strings.Builder, header string, names []string) {
+	b.WriteString(header)
+	for _, n := range names {
+		fmt.Fprintf(b, "  %s\n", n)
+	}
 }
 
 // ---- changes ----
@@ -1022,27 +1089,21 @@ func mgrAdd(ent string, specs []mgrSpec, data *api.AccountingResponse, e *env) (
 func addAccounts(names []string, specs []mgrSpec, data *api.AccountingResponse, e *env) (*mgrChange, error) {
 	var desc, parent string
 	var limits assocSet
-	qn := qosNameList(data)
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("QosLevel", 1, "QOS", 1)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
+	err := parseSets(specs, qosNameList(data), &limits, func(s mgrSpec) (bool, error) {
 		switch {
 		case keyIs(s.key, nm("Description", 1)...):
 			desc = s.val
 		case keyIs(s.key, nm("Organization", 1)...):
-			fmt.Fprintf(e.stderr, "sacctmgr: warning: Organization is not kept by Stockade (it follows the account tree); ignored\n")
+			fmt.Fprint(e.stderr, orgIgnored)
 		case keyIs(s.key, nm("Parent", 1)...):
 			parent = s.val
 		default:
-			ok, err := limits.parse(s, qn)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, setError(s.key)
-			}
+			return false, nil
 		}
+		return true, nil
+	}, qosKeys...)
+	if err != nil {
+		return nil, err
 	}
 	known := accountNames(data)
 	if parent != "" && parent != rootAccountName && known[parent] == nil {
@@ -1065,12 +1126,9 @@ func addAccounts(names []string, specs []mgrSpec, data *api.AccountingResponse, 
 		return ch, nil
 	}
 	var b strings.Builder
-	b.WriteString(" Adding Account(s)\n")
-	for _, n := range added {
-		fmt.Fprintf(&b, "  %s\n", n)
-	}
+	writeNames(&b, " Adding Account(s)\n", added)
 	b.WriteString(" Settings\n")
-	fmt.Fprintf(&b, "  Description     = %s\n", cmpOr(desc, "Account Name"))
+	fmt.Fprintf(&b, "  Description     = %s\n", cmp.Or(desc, "Account Name"))
 	fmt.Fprintf(&b, "  Organization    = %s\n", "Parent/Account Name")
 	b.WriteString(" Associations\n")
 	for _, n := range added {
@@ -1088,31 +1146,15 @@ func addUsers(names []string, specs []mgrSpec, data *api.AccountingResponse) (*m
 	var defAcct string
 	var admin *bool
 	var limits assocSet
-	qn := qosNameList(data)
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("QosLevel", 1, "QOS", 1)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
-		switch {
-		case keyIs(s.key, nm("Accounts", 2, "Acct", 4)...):
+	err := parseSets(specs, qosNameList(data), &limits, func(s mgrSpec) (bool, error) {
+		if keyIs(s.key, nm("Accounts", 2, "Acct", 4)...) {
 			accounts = append(accounts, listVal(s.val)...)
-		case keyIs(s.key, nm("DefaultAccount", 8)...):
-			defAcct = s.val
-		case keyIs(s.key, nm("AdminLevel", 2)...):
-			a, err := parseAdminLevel(s.val)
-			if err != nil {
-				return nil, err
-			}
-			admin = &a
-		default:
-			ok, err := limits.parse(s, qn)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, setError(s.key)
-			}
+			return true, nil
 		}
+		return userSetting(s, &defAcct, &admin)
+	}, qosKeys...)
+	if err != nil {
+		return nil, err
 	}
 	if defAcct != "" && !slices.Contains(accounts, defAcct) {
 		accounts = append([]string{defAcct}, accounts...)
@@ -1135,7 +1177,7 @@ func addUsers(names []string, specs []mgrSpec, data *api.AccountingResponse) (*m
 		// them up in their user database.
 		u := api.User{Name: n}
 		if old == nil {
-			u.DefaultAccount = cmpOr(defAcct, accounts[0])
+			u.DefaultAccount = cmp.Or(defAcct, accounts[0])
 			if admin != nil {
 				u.Admin = *admin
 			}
@@ -1167,12 +1209,9 @@ func addUsers(names []string, specs []mgrSpec, data *api.AccountingResponse) (*m
 	}
 	var b strings.Builder
 	if len(newUsers) > 0 {
-		b.WriteString(" Adding User(s)\n")
-		for _, n := range newUsers {
-			fmt.Fprintf(&b, "  %s\n", n)
-		}
+		writeNames(&b, " Adding User(s)\n", newUsers)
 		b.WriteString(" Settings =\n")
-		fmt.Fprintf(&b, "  Default Account = %s\n", cmpOr(defAcct, accounts[0]))
+		fmt.Fprintf(&b, "  Default Account = %s\n", cmp.Or(defAcct, accounts[0]))
 		if admin != nil {
 			fmt.Fprintf(&b, "  Admin Level     = %s\n", adminLevel(&api.User{Admin: *admin}))
 		}
@@ -1190,18 +1229,8 @@ func addUsers(names []string, specs []mgrSpec, data *api.AccountingResponse) (*m
 
 func addQOS(names []string, specs []mgrSpec, data *api.AccountingResponse) (*mgrChange, error) {
 	var set qosSet
-	qn := append(qosNameList(data), names...)
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("Preempt", 7)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
-		ok, err := set.parse(s, qn)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, setError(s.key)
-		}
+	if err := parseSets(specs, append(qosNameList(data), names...), &set, nil, nm("Preempt", 7)...); err != nil {
+		return nil, err
 	}
 	existing := qosNameList(data)
 	ch := &mgrChange{req: api.AccountingRequest{Op: "add"}}
@@ -1218,10 +1247,7 @@ func addQOS(names []string, specs []mgrSpec, data *api.AccountingResponse) (*mgr
 		return ch, nil
 	}
 	var b strings.Builder
-	b.WriteString(" Adding QOS(s)\n")
-	for _, n := range added {
-		fmt.Fprintf(&b, "  %s\n", n)
-	}
+	writeNames(&b, " Adding QOS(s)\n", added)
 	b.WriteString(" Settings\n")
 	desc := "QOS Name"
 	if set.description != nil {
@@ -1270,28 +1296,11 @@ func modifyUsers(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, q
 	var defAcct string
 	var admin *bool
 	var limits assocSet
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("QosLevel", 1, "QOS", 1)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
-		switch {
-		case keyIs(s.key, nm("DefaultAccount", 8)...):
-			defAcct = s.val
-		case keyIs(s.key, nm("AdminLevel", 2)...):
-			a, err := parseAdminLevel(s.val)
-			if err != nil {
-				return nil, err
-			}
-			admin = &a
-		default:
-			ok, err := limits.parse(s, qn)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, setError(s.key)
-			}
-		}
+	err := parseSets(specs, qn, &limits, func(s mgrSpec) (bool, error) {
+		return userSetting(s, &defAcct, &admin)
+	}, qosKeys...)
+	if err != nil {
+		return nil, err
 	}
 	users := userRows(data, &cond.mgrFilter, false)
 	ch := &mgrChange{req: api.AccountingRequest{Op: "modify"}}
@@ -1314,10 +1323,7 @@ func modifyUsers(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, q
 			changed = append(changed, u.Name)
 		}
 		if len(changed) > 0 {
-			b.WriteString(" Modified users...\n")
-			for _, n := range changed {
-				fmt.Fprintf(&b, "  %s\n", n)
-			}
+			writeNames(&b, " Modified users...\n", changed)
 		}
 	}
 	if limits.any {
@@ -1335,10 +1341,7 @@ func modifyUsers(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, q
 			objs = append(objs, assocObject(a))
 		}
 		if len(objs) > 0 {
-			b.WriteString(" Modified user associations...\n")
-			for _, o := range objs {
-				fmt.Fprintf(&b, "  %s\n", o)
-			}
+			writeNames(&b, " Modified user associations...\n", objs)
 		}
 	}
 	if len(ch.req.Users)+len(ch.req.Associations) == 0 {
@@ -1351,31 +1354,26 @@ func modifyUsers(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, q
 func modifyAccounts(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, qn []string, e *env) (*mgrChange, error) {
 	var desc, parent *string
 	var limits assocSet
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("QosLevel", 1, "QOS", 1)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
+	err := parseSets(specs, qn, &limits, func(s mgrSpec) (bool, error) {
 		switch {
 		case keyIs(s.key, nm("Description", 1)...):
 			d := s.val
 			desc = &d
 		case keyIs(s.key, nm("Organization", 1)...):
-			fmt.Fprintf(e.stderr, "sacctmgr: warning: Organization is not kept by Stockade (it follows the account tree); ignored\n")
+			fmt.Fprint(e.stderr, orgIgnored)
 		case keyIs(s.key, nm("Parent", 1)...):
 			p := s.val
 			if p != rootAccountName && accountNames(data)[p] == nil {
-				return nil, fmt.Errorf("Parent account '%s' doesn't exist.", p)
+				return true, fmt.Errorf("Parent account '%s' doesn't exist.", p)
 			}
 			parent = &p
 		default:
-			ok, err := limits.parse(s, qn)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, setError(s.key)
-			}
+			return false, nil
 		}
+		return true, nil
+	}, qosKeys...)
+	if err != nil {
+		return nil, err
 	}
 	data = withRoot(data)
 	f := cond.mgrFilter
@@ -1400,10 +1398,7 @@ func modifyAccounts(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse
 			changed = append(changed, a.Name)
 		}
 		if len(changed) > 0 {
-			b.WriteString(" Modified accounts...\n")
-			for _, n := range changed {
-				fmt.Fprintf(&b, "  %s\n", n)
-			}
+			writeNames(&b, " Modified accounts...\n", changed)
 		}
 	}
 	if limits.any {
@@ -1423,14 +1418,11 @@ func modifyAccounts(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse
 			objs = append(objs, assocObject(a))
 		}
 		if len(objs) > 0 {
+			header := " Modified account associations...\n"
 			if len(cond.users) > 0 {
-				b.WriteString(" Modified user associations...\n")
-			} else {
-				b.WriteString(" Modified account associations...\n")
+				header = " Modified user associations...\n"
 			}
-			for _, o := range objs {
-				fmt.Fprintf(&b, "  %s\n", o)
-			}
+			writeNames(&b, header, objs)
 		}
 	}
 	if len(ch.req.Accounts)+len(ch.req.Associations) == 0 {
@@ -1442,37 +1434,27 @@ func modifyAccounts(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse
 
 func modifyQOS(cond *mgrCond, specs []mgrSpec, data *api.AccountingResponse, qn []string) (*mgrChange, error) {
 	var set qosSet
-	for _, s := range specs {
-		if s.op != "=" && !keyIs(s.key, nm("Preempt", 7)...) {
-			return nil, fmt.Errorf("Bad format on %s%s%s: use '='", s.key, s.op, s.val)
-		}
-		ok, err := set.parse(s, qn)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, setError(s.key)
-		}
+	if err := parseSets(specs, qn, &set, nil, nm("Preempt", 7)...); err != nil {
+		return nil, err
 	}
 	if !set.any && set.description == nil {
 		return nil, fmt.Errorf("You didn't give me anything to set")
 	}
 	ch := &mgrChange{req: api.AccountingRequest{Op: "modify"}}
-	var b strings.Builder
+	var names []string
 	for _, r := range qosRows(data, &cond.mgrFilter) {
 		q := set.apply(*r.qos)
 		if slices.Contains(q.Preempt, q.Name) {
 			return nil, fmt.Errorf("Invalid Preempt value: qos %s cannot preempt itself", q.Name)
 		}
 		ch.req.QOS = append(ch.req.QOS, q)
+		names = append(names, q.Name)
 	}
 	if len(ch.req.QOS) == 0 {
 		return &mgrChange{nothing: " Nothing modified"}, nil
 	}
-	b.WriteString(" Modified qos...\n")
-	for _, q := range ch.req.QOS {
-		fmt.Fprintf(&b, "  %s\n", q.Name)
-	}
+	var b strings.Builder
+	writeNames(&b, " Modified qos...\n", names)
 	ch.message = b.String()
 	return ch, nil
 }
@@ -1496,83 +1478,73 @@ func mgrDelete(ent string, specs []mgrSpec, data *api.AccountingResponse) (*mgrC
 		return nothing, nil
 	}
 	ch := &mgrChange{req: api.AccountingRequest{Op: "delete"}}
-	var b strings.Builder
+	var names []string
+	var header string
 	switch ent {
 	case entUser:
 		users := userRows(data, &mgrFilter{names: cond.names, defAccounts: cond.defAccounts, admin: cond.admin, qos: cond.qos}, false)
 		if len(cond.accounts) > 0 {
-			var objs []string
-			for _, a := range assocTree(data) {
-				if a.User != "" && inList(cond.accounts, a.Account) &&
-					slices.ContainsFunc(users, func(r mgrRow) bool { return r.user.Name == a.User }) {
-					ch.req.Associations = append(ch.req.Associations, api.Association{Account: a.Account, User: a.User})
-					objs = append(objs, assocObject(a))
-				}
-			}
-			if len(objs) == 0 {
-				return nothing, nil
-			}
-			b.WriteString(" Deleting user associations...\n")
-			for _, o := range objs {
-				fmt.Fprintf(&b, "  %s\n", o)
-			}
-			break
+			return deleteUserAssocs(data, func(a *api.Association) bool {
+				return inList(cond.accounts, a.Account) && slices.ContainsFunc(users, func(r mgrRow) bool { return r.user.Name == a.User })
+			}), nil
 		}
-		if len(users) == 0 {
-			return nothing, nil
-		}
-		b.WriteString(" Deleting users...\n")
+		header = " Deleting users...\n"
 		for _, r := range users {
 			ch.req.Users = append(ch.req.Users, api.User{Name: r.user.Name})
-			fmt.Fprintf(&b, "  %s\n", r.user.Name)
+			names = append(names, r.user.Name)
 		}
 	case entAccount:
 		if len(cond.names) == 0 {
 			return nil, fmt.Errorf("No conditions given to remove, not executing.")
 		}
 		if len(cond.users) > 0 {
-			var objs []string
-			for _, a := range assocTree(data) {
-				if a.User != "" && inList(cond.names, a.Account) && inList(cond.users, a.User) {
-					ch.req.Associations = append(ch.req.Associations, api.Association{Account: a.Account, User: a.User})
-					objs = append(objs, assocObject(a))
-				}
-			}
-			if len(objs) == 0 {
-				return nothing, nil
-			}
-			b.WriteString(" Deleting user associations...\n")
-			for _, o := range objs {
-				fmt.Fprintf(&b, "  %s\n", o)
-			}
-			break
+			return deleteUserAssocs(data, func(a *api.Association) bool {
+				return inList(cond.names, a.Account) && inList(cond.users, a.User)
+			}), nil
 		}
 		f := cond.mgrFilter
-		rows := accountRows(data, &f, false)
-		if len(rows) == 0 {
-			return nothing, nil
-		}
-		b.WriteString(" Deleting accounts...\n")
-		for _, r := range rows {
+		header = " Deleting accounts...\n"
+		for _, r := range accountRows(data, &f, false) {
 			ch.req.Accounts = append(ch.req.Accounts, api.Account{Name: r.acct.Name})
-			fmt.Fprintf(&b, "  %s\n", r.acct.Name)
+			names = append(names, r.acct.Name)
 		}
 	case entQOS:
 		if len(cond.names) == 0 {
 			return nil, fmt.Errorf("No conditions given to remove, not executing.")
 		}
-		rows := qosRows(data, &cond.mgrFilter)
-		if len(rows) == 0 {
-			return nothing, nil
-		}
-		b.WriteString(" Deleting QOS(s)...\n")
-		for _, r := range rows {
+		header = " Deleting QOS(s)...\n"
+		for _, r := range qosRows(data, &cond.mgrFilter) {
 			ch.req.QOS = append(ch.req.QOS, api.QOS{Name: r.qos.Name})
-			fmt.Fprintf(&b, "  %s\n", r.qos.Name)
+			names = append(names, r.qos.Name)
 		}
 	default:
 		return nil, errors.New("delete " + ent + " is not supported")
 	}
+	if len(names) == 0 {
+		return nothing, nil
+	}
+	var b strings.Builder
+	writeNames(&b, header, names)
 	ch.message = b.String()
 	return ch, nil
+}
+
+// deleteUserAssocs is the change deleting the user associations that
+// keep selects.
+func deleteUserAssocs(data *api.AccountingResponse, keep func(*api.Association) bool) *mgrChange {
+	ch := &mgrChange{req: api.AccountingRequest{Op: "delete"}}
+	var objs []string
+	for _, a := range assocTree(data) {
+		if a.User != "" && keep(a) {
+			ch.req.Associations = append(ch.req.Associations, api.Association{Account: a.Account, User: a.User})
+			objs = append(objs, assocObject(a))
+		}
+	}
+	if len(objs) == 0 {
+		return &mgrChange{nothing: " Nothing deleted"}
+	}
+	var b strings.Builder
+	writeNames(&b, " Deleting user associations...\n", objs)
+	ch.message = b.String()
+	return ch
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -105,22 +106,16 @@ func num(v int) (string, bool) {
 	return strconv.Itoa(v), true
 }
 
-// tresText is a TRES list as sacctmgr prints it, in Slurm's TRES order.
+// tresText is a TRES list as sacctmgr prints it (tresSetText), its set
+// resources only.
 func tresText(t api.TRES) string {
-	var parts []string
-	if t.CPUs > 0 {
-		parts = append(parts, "cpu="+strconv.Itoa(t.CPUs))
+	set := tresSet{}
+	for k, v := range map[string]int64{"cpu": int64(t.CPUs), "mem": t.MemoryMB, "node": int64(t.Nodes), "gres/gpu": int64(t.GPUs)} {
+		if v > 0 {
+			set[k] = v
+		}
 	}
-	if t.MemoryMB > 0 {
-		parts = append(parts, "mem="+memMB(t.MemoryMB))
-	}
-	if t.Nodes > 0 {
-		parts = append(parts, "node="+strconv.Itoa(t.Nodes))
-	}
-	if t.GPUs > 0 {
-		parts = append(parts, "gres/gpu="+strconv.Itoa(t.GPUs))
-	}
-	return strings.Join(parts, ",")
+	return tresSetText(set)
 }
 
 func tresVal(t api.TRES) (string, bool) {
@@ -210,9 +205,9 @@ var mgrFields = []mgrField{
 	{nm("Description", 3), "Descr", 20, mgrStr, func(_ *mgrCtx, r *mgrRow) (string, bool) {
 		switch {
 		case r.qos != nil:
-			return cmpOr(r.qos.Description, r.qos.Name), true
+			return cmp.Or(r.qos.Description, r.qos.Name), true
 		case r.acct != nil:
-			return cmpOr(r.acct.Description, r.acct.Name), true
+			return cmp.Or(r.acct.Description, r.acct.Name), true
 		}
 		return "", false
 	}},
@@ -351,13 +346,6 @@ var mgrFields = []mgrField{
 	{nm("WCKeys", 2), "WCKeys", 20, mgrStr, unset},
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // Default field lists of sacctmgr 22.05's list commands (-s adds the
 // association columns).
 const (
@@ -387,14 +375,8 @@ func parseMgrFields(items []string) ([]mgrField, error) {
 		if !ok {
 			return nil, fmt.Errorf("Unknown field '%s'", name)
 		}
-		if hasWidth {
-			n, err := strconv.Atoi(w)
-			if err != nil {
-				return nil, fmt.Errorf("Unknown field '%s'", item)
-			}
-			if n != 0 {
-				f.width = n
-			}
+		if !fieldWidth(&f.width, w, hasWidth) {
+			return nil, fmt.Errorf("Unknown field '%s'", item)
 		}
 		out = append(out, f)
 	}
@@ -406,10 +388,8 @@ func parseMgrFields(items []string) ([]mgrField, error) {
 
 func lookupMgrField(key string) (mgrField, bool) {
 	for _, f := range mgrFields {
-		for _, n := range f.names {
-			if matchName(key, n.name, n.min) {
-				return f, true
-			}
+		if keyIs(key, f.names...) {
+			return f, true
 		}
 	}
 	return mgrField{}, false
@@ -478,48 +458,40 @@ func mgrCell(kind, width int, v string, ok bool) string {
 
 // renderMgr prints the header and rows as sacctmgr's list commands do.
 func renderMgr(c *mgrCtx, fields []mgrField, rows []mgrRow, o mgrOutput) string {
+	cols := make([]printCol, len(fields))
+	for i, f := range fields {
+		cols[i] = printCol{f.header, f.width, f.kind}
+	}
+	return renderPrintFields(cols, len(rows), func(i, j int) (string, bool) { return fields[j].value(c, &rows[i]) }, o)
+}
+
+// renderPrintFields prints n rows of cols with print_fields' layout
+// (sacctmgr, sshare); value is row i's value in column j.
+func renderPrintFields(cols []printCol, n int, value func(i, j int) (string, bool), o mgrOutput) string {
 	var b strings.Builder
-	last := len(fields) - 1
+	last := len(cols) - 1
 	delim := func(i int) {
 		if i < last || o.trailing {
 			b.WriteByte('|')
 		}
 	}
-	if !o.noHeader {
-		for i, f := range fields {
-			if o.parsable {
-				b.WriteString(f.header)
-				delim(i)
-				continue
-			}
-			abs := f.width
-			if abs < 0 {
-				abs = -abs
-			}
-			h := f.header
-			if utf8.RuneCountInString(h) > abs {
-				h = string([]rune(h)[:abs])
-			}
-			b.WriteString(padStr(h, abs, f.width > 0, false) + " ")
+	switch {
+	case o.noHeader:
+	case o.parsable:
+		for i, c := range cols {
+			b.WriteString(c.header)
+			delim(i)
 		}
 		b.WriteByte('\n')
-		if !o.parsable {
-			for _, f := range fields {
-				abs := f.width
-				if abs < 0 {
-					abs = -abs
-				}
-				b.WriteString(strings.Repeat("-", abs) + " ")
-			}
-			b.WriteByte('\n')
-		}
+	default:
+		alignedHeader(&b, cols)
 	}
-	for i := range rows {
-		for j, f := range fields {
-			v, ok := f.value(c, &rows[i])
+	for i := range n {
+		for j, c := range cols {
+			v, ok := value(i, j)
 			if o.parsable {
 				if ok {
-					if f.kind == mgrDouble {
+					if c.kind == mgrDouble {
 						v = parsableDouble(v)
 					}
 					b.WriteString(v)
@@ -527,7 +499,7 @@ func renderMgr(c *mgrCtx, fields []mgrField, rows []mgrRow, o mgrOutput) string 
 				delim(j)
 				continue
 			}
-			b.WriteString(mgrCell(f.kind, f.width, v, ok))
+			b.WriteString(mgrCell(c.kind, c.width, v, ok))
 		}
 		b.WriteByte('\n')
 	}
@@ -558,7 +530,7 @@ func assocTree(data *api.AccountingResponse) []*api.Association {
 		if a.Name == rootAccountName {
 			continue
 		}
-		p := cmpOr(a.Parent, rootAccountName)
+		p := cmp.Or(a.Parent, rootAccountName)
 		children[p] = append(children[p], a.Name)
 	}
 	own := map[string]*api.Association{}
@@ -667,7 +639,7 @@ func accountRows(data *api.AccountingResponse, f *mgrFilter, withAssoc bool) []m
 		accts[data.Accounts[i].Name] = &data.Accounts[i]
 	}
 	keep := func(a *api.Account) bool {
-		return inList(f.names, a.Name) && inList(f.parents, cmpOr(a.Parent, rootAccountName))
+		return inList(f.names, a.Name) && inList(f.parents, cmp.Or(a.Parent, rootAccountName))
 	}
 	var rows []mgrRow
 	if !withAssoc {

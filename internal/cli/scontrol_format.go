@@ -217,12 +217,16 @@ func showPartition(p *api.Partition, nodes map[string]*api.Node) string {
 		state = "UP"
 	}
 	fmt.Fprintf(&b, "PartitionName=%s\n", p.Name)
-	line("AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL")
+	line("AllowGroups=ALL AllowAccounts=%s AllowQos=%s", allOr(p.AllowAccounts), allOr(p.AllowQOS))
 	line("AllocNodes=ALL Default=%s QoS=N/A", yesNo(p.Default))
 	line("DefaultTime=%s DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO", defTime)
 	line("MaxNodes=%s MaxTime=%s MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED", maxNodes, slurmLimit(p.MaxTimeSec))
 	line("Nodes=%s", orNull(hostlist.Compress(names)))
-	line("PriorityJobFactor=1 PriorityTier=%d RootOnly=NO ReqResv=NO OverSubscribe=NO", p.PriorityTier)
+	oversub := "NO"
+	if p.ExclusiveNodes {
+		oversub = "EXCLUSIVE"
+	}
+	line("PriorityJobFactor=1 PriorityTier=%d RootOnly=NO ReqResv=NO OverSubscribe=%s", p.PriorityTier, oversub)
 	line("OverTimeLimit=NONE PreemptMode=OFF")
 	line("State=%s TotalCPUs=%d TotalNodes=%d SelectTypeParameters=NONE", state, cpus, len(names))
 	line("JobDefaults=(null)")
@@ -244,4 +248,12 @@ func partitionTrust(p *api.Partition) string {
 		return string(api.TrustNone)
 	}
 	return string(p.RequireTrust)
+}
+
+// allOr is a partition's allow list as scontrol prints it: ALL when empty.
+func allOr(list []string) string {
+	if len(list) == 0 {
+		return "ALL"
+	}
+	return strings.Join(list, ",")
 }

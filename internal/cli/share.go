@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -107,14 +106,8 @@ func parseSshareFields(items []string) ([]sshareField, error) {
 			return nil, fmt.Errorf("Invalid field requested: \"%s\"", name)
 		}
 		f := sshareFields[i]
-		if hasWidth {
-			n, err := strconv.Atoi(w)
-			if err != nil {
-				return nil, fmt.Errorf("Invalid field requested: \"%s\"", item)
-			}
-			if n != 0 {
-				f.width = n
-			}
+		if !fieldWidth(&f.width, w, hasWidth) {
+			return nil, fmt.Errorf("Invalid field requested: \"%s\"", item)
 		}
 		out = append(out, f)
 	}
@@ -124,58 +117,13 @@ func parseSshareFields(items []string) ([]sshareField, error) {
 	return out, nil
 }
 
-// renderSshare prints the rows with print_fields' layout (see renderMgr).
+// renderSshare prints the rows with print_fields' layout.
 func renderSshare(fields []sshareField, rows []api.ShareInfo, o mgrOutput) string {
-	var b strings.Builder
-	last := len(fields) - 1
-	delim := func(i int) {
-		if i < last || o.trailing {
-			b.WriteByte('|')
-		}
+	cols := make([]printCol, len(fields))
+	for i, f := range fields {
+		cols[i] = printCol{f.name, f.width, f.kind}
 	}
-	if !o.noHeader {
-		for i, f := range fields {
-			if o.parsable {
-				b.WriteString(f.name)
-				delim(i)
-				continue
-			}
-			abs := f.width
-			if abs < 0 {
-				abs = -abs
-			}
-			h := f.name
-			if utf8.RuneCountInString(h) > abs {
-				h = string([]rune(h)[:abs])
-			}
-			b.WriteString(padStr(h, abs, f.width > 0, false) + " ")
-		}
-		b.WriteByte('\n')
-		if !o.parsable {
-			for _, f := range fields {
-				b.WriteString(strings.Repeat("-", max(f.width, -f.width)) + " ")
-			}
-			b.WriteByte('\n')
-		}
-	}
-	for i := range rows {
-		for j, f := range fields {
-			v, ok := f.value(&rows[i])
-			if o.parsable {
-				if ok {
-					if f.kind == mgrDouble {
-						v = parsableDouble(v)
-					}
-					b.WriteString(v)
-				}
-				delim(j)
-				continue
-			}
-			b.WriteString(mgrCell(f.kind, f.width, v, ok))
-		}
-		b.WriteByte('\n')
-	}
-	return b.String()
+	return renderPrintFields(cols, len(rows), func(i, j int) (string, bool) { return fields[j].value(&rows[i]) }, o)
 }
 
 // sshareFilter is which rows sshare shows.

@@ -35,6 +35,49 @@ func padStr(s string, width int, right, cut bool) string {
 	return s + pad
 }
 
+// fieldWidth applies the N of a format item's "%N" to a field's width:
+// N replaces it unless it is 0 (negative: left-justified). It is false
+// when N is not a number.
+func fieldWidth(width *int, n string, given bool) bool {
+	if !given {
+		return true
+	}
+	w, err := strconv.Atoi(n)
+	if err != nil {
+		return false
+	}
+	if w != 0 {
+		*width = w
+	}
+	return true
+}
+
+// printCol is one column of Slurm's print_fields layout: its header,
+// width (negative: left-justified) and print kind.
+type printCol struct {
+	header string
+	width  int
+	kind   int
+}
+
+// alignedHeader writes print_fields' header for aligned columns: each
+// name cut and padded to its width, then a line of dashes.
+func alignedHeader(b *strings.Builder, cols []printCol) {
+	for _, c := range cols {
+		abs := max(c.width, -c.width)
+		h := c.header
+		if utf8.RuneCountInString(h) > abs {
+			h = string([]rune(h)[:abs])
+		}
+		b.WriteString(padStr(h, abs, c.width > 0, false) + " ")
+	}
+	b.WriteByte('\n')
+	for _, c := range cols {
+		b.WriteString(strings.Repeat("-", max(c.width, -c.width)) + " ")
+	}
+	b.WriteByte('\n')
+}
+
 // yearSeconds bounds the times squeue prints; beyond it squeue says INVALID.
 const yearSeconds = 365 * 24 * 3600
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -108,10 +107,7 @@ var srunClient = func(servers []string, token string, caPEM []byte) (*api.Client
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
-	pool := ca.Pool()
-	conf := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, InsecureSkipVerify: true,
-		VerifyConnection: pki.VerifyPeer(pool, pki.OUController)}
-	return api.NewClient(servers, token, conf), nil
+	return api.NewClient(servers, token, pki.RoleClientTLS(ca.Pool(), pki.OUController)), nil
 }
 
 // srunMain creates the step, waits for it and prints its outcome.
@@ -334,7 +330,7 @@ func stepOutcome(st *api.JobStep, label bool, loc *time.Location) (out string, m
 		i = j
 	}
 	if st.State == api.JobCancelled {
-		msgs = append(msgs, fmt.Sprintf("*** STEP %d.%d CANCELLED AT %s ***", st.JobID, st.StepID, st.EndTime.In(loc).Format("2006-01-02T15:04:05")))
+		msgs = append(msgs, fmt.Sprintf("*** STEP %d.%d CANCELLED AT %s ***", st.JobID, st.StepID, st.EndTime.In(loc).Format(slurmTimeLayout)))
 	}
 	code = st.ExitCode
 	if st.ExitSignal > 0 {

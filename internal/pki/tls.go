@@ -107,13 +107,19 @@ func (id *Identity) PeerServerTLS(role string) *tls.Config {
 // the server is authenticated by the CA and its role, not by host name, so
 // members may address each other by any IP or name.
 func (id *Identity) PeerClientTLS(role string) *tls.Config {
-	pool := id.pool
+	c := RoleClientTLS(id.pool, role)
+	c.Certificates = []tls.Certificate{id.Cert}
+	return c
+}
+
+// RoleClientTLS trusts servers by roots and their role, not their host
+// name, and presents no certificate.
+func RoleClientTLS(roots *x509.CertPool, role string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{id.Cert},
-		RootCAs:            pool, // unused by the handshake; documents the trust
-		InsecureSkipVerify: true, // replaced by VerifyConnection: CA + role
-		VerifyConnection:   VerifyPeer(pool, role),
+		RootCAs:            roots, // unused by the handshake; documents the trust
+		InsecureSkipVerify: true,  // replaced by VerifyConnection: CA + role
+		VerifyConnection:   VerifyPeer(roots, role),
 	}
 }
 

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
+	"hash"
 	"hash/fnv"
 	"net/http"
 	"net/url"
@@ -145,6 +147,28 @@ const maxWait = 5 * time.Minute
 // after wait with the current list. It reads the local replica: a stale
 // answer only delays the agent's next poll.
 func (s *Server) handleWork(w http.ResponseWriter, r *http.Request, c *caller) error {
+	// Wake only for changes to this node's jobs, not every submit.
+	err := s.awaitNodeChange(r, s.work, c.node, func(snap *raftstore.Snapshot) uint64 {
+		return fingerprint(snap.JobsByNode(c.node))
+	})
+	if err != nil {
+		return err
+	}
+	snap := s.store().Snapshot()
+	jobs := snap.JobsByNode(c.node)
+	resp := api.AgentWork{Jobs: make([]api.Job, 0, len(jobs)), Index: snap.Index()}
+	for _, j := range jobs {
+		resp.Jobs = append(resp.Jobs, *j)
+	}
+	s.work.put(c.node, resp.Index, fingerprint(jobs))
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// awaitNodeChange is the wait of a node's long-poll: until the state
+// passes ?index with a change that fp sees (cache holds fp's value of the
+// last answer at that index), ?wait runs out or the server shuts down.
+func (s *Server) awaitNodeChange(r *http.Request, cache *workCache, node string, fp func(*raftstore.Snapshot) uint64) error {
 	after, wait, err := parseWorkQuery(r.URL.Query())
 	if err != nil {
 		return err
@@ -155,31 +179,17 @@ func (s *Server) handleWork(w http.ResponseWriter, r *http.Request, c *caller) e
 	defer stop()
 
 	st := s.store()
-	prev, known := s.work.get(c.node, after)
-	cur := after
-	for {
+	prev, known := cache.get(node, after)
+	for cur := after; ; {
 		idx, err := st.WaitForIndex(ctx, cur)
 		if err != nil {
-			break // timeout: answer with the current list
+			return nil // timeout: answer with the current state
 		}
 		cur = idx
-		if !known {
-			break
-		}
-		// Wake only for changes to this node's jobs, not every submit.
-		if fingerprint(st.Snapshot().JobsByNode(c.node)) != prev {
-			break
+		if !known || fp(st.Snapshot()) != prev {
+			return nil
 		}
 	}
-	snap := st.Snapshot()
-	jobs := snap.JobsByNode(c.node)
-	resp := api.AgentWork{Jobs: make([]api.Job, 0, len(jobs)), Index: snap.Index()}
-	for _, j := range jobs {
-		resp.Jobs = append(resp.Jobs, *j)
-	}
-	s.work.put(c.node, resp.Index, fingerprint(jobs))
-	writeJSON(w, http.StatusOK, resp)
-	return nil
 }
 
 // parseWorkQuery parses the query parameters of a work long-poll: the
@@ -204,15 +214,19 @@ func parseWorkQuery(q url.Values) (after uint64, wait time.Duration, err error) 
 // fingerprint identifies a node's job list: ids and modify indexes.
 func fingerprint(jobs []*api.Job) uint64 {
 	h := fnv.New64a()
-	var b [16]byte
 	for _, j := range jobs {
-		for i := 0; i < 8; i++ {
-			b[i] = byte(j.ID >> (8 * i))
-			b[8+i] = byte(j.ModifyIndex >> (8 * i))
-		}
-		h.Write(b[:])
+		hashWords(h, j.ID, j.ModifyIndex)
 	}
 	return h.Sum64()
+}
+
+// hashWords feeds words to a fingerprint hash, little-endian.
+func hashWords(h hash.Hash64, words ...uint64) {
+	var b [8]byte
+	for _, v := range words {
+		binary.LittleEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
 }
 
 // workCache remembers, per node, the index and job list fingerprint of

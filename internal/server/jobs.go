@@ -522,7 +522,7 @@ func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request, c *caller)
 		j = jobs[0]
 	}
 	// Other users' jobs do not exist as far as a user can tell.
-	if j == nil || (!c.admin() && j.User != c.user.Name) {
+	if j == nil || !c.sees(j) {
 		return errorf(http.StatusNotFound, "job %s not found", ref.text)
 	}
 	writeJSON(w, http.StatusOK, j)
@@ -543,7 +543,7 @@ func selectOwned(snap *raftstore.Snapshot, c *caller, ids []string) ([]*api.Job,
 			return nil, errorf(http.StatusNotFound, "job %s: invalid job id specified", ref.text)
 		}
 		for _, j := range jobs {
-			if !c.admin() && j.User != c.user.Name {
+			if !c.sees(j) {
 				if ref.tasks == nil && len(jobs) == 1 {
 					return nil, errorf(http.StatusForbidden, "job %s: access/permission denied", ref.text)
 				}

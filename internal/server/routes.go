@@ -62,6 +62,17 @@ type caller struct {
 
 func (c *caller) admin() bool { return c.user != nil && c.user.Admin }
 
+// sees reports whether a user caller may see job j: their own, or any
+// for an admin.
+func (c *caller) sees(j *api.Job) bool { return c.admin() || j.User == c.user.Name }
+
+// bearer is the request's bearer token ("" without one) and whether the
+// Authorization header has the Bearer scheme.
+func bearer(r *http.Request) (string, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return strings.TrimSpace(tok), ok
+}
+
 type handler func(w http.ResponseWriter, r *http.Request, c *caller) error
 
 func (s *Server) routes() http.Handler {
@@ -177,13 +188,12 @@ func (s *Server) authenticate(r *http.Request, a access, role, name string) (*ca
 	case anyone:
 		return &caller{}, nil
 	case user, admin:
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || strings.TrimSpace(tok) == "" {
+		tok, ok := bearer(r)
+		if !ok || tok == "" {
 			return nil, errorf(http.StatusUnauthorized, "authentication required: send Authorization: Bearer <token>")
 		}
 		snap := s.store().Snapshot()
-		u, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(tok), snap.UserByTokenID)
+		u, err := s.auth.Authenticate(r.Context(), tok, snap.UserByTokenID)
 		if err != nil {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil, err

@@ -30,17 +30,11 @@ const (
 	credentialEnv = "STOCKADE_JOB_CREDENTIAL"
 )
 
-// bearer is the request's bearer token ("" without one).
-func bearer(r *http.Request) string {
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return strings.TrimSpace(tok)
-}
-
 // stepAccess authenticates a request about job jobID's steps and returns
 // the job: a credential must be for this job while it runs; a user token
 // must be the owner's or an admin's (other jobs do not exist for users).
 func (s *Server) stepAccess(r *http.Request, snap *raftstore.Snapshot, jobID uint64) (*api.Job, error) {
-	if tok := bearer(r); isCredential(tok) {
+	if tok, _ := bearer(r); isCredential(tok) {
 		cred, err := parseCredential(s.caPublicKey(), tok)
 		if err != nil {
 			return nil, errorf(http.StatusUnauthorized, "%s", err)
@@ -56,7 +50,7 @@ func (s *Server) stepAccess(r *http.Request, snap *raftstore.Snapshot, jobID uin
 		return nil, err
 	}
 	j := snap.Job(jobID)
-	if j == nil || (!c.admin() && j.User != c.user.Name) {
+	if j == nil || !c.sees(j) {
 		return nil, errorf(http.StatusNotFound, "job %d not found", jobID)
 	}
 	return j, nil
@@ -287,7 +281,7 @@ func (s *Server) handleListSteps(w http.ResponseWriter, r *http.Request, c *call
 	resp := api.StepsResponse{Steps: []api.JobStep{}}
 	seen := map[uint64]bool{}
 	for _, j := range jobs {
-		if seen[j.ID] || (!c.admin() && j.User != c.user.Name) {
+		if seen[j.ID] || !c.sees(j) {
 			continue
 		}
 		seen[j.ID] = true
@@ -314,26 +308,17 @@ func withoutOutput(st *api.JobStep) api.JobStep {
 // the live steps with tasks there, and a fingerprint of both.
 func nodeSteps(snap *raftstore.Snapshot, node string) (api.AgentWork, uint64) {
 	h := fnv.New64a()
-	word := func(v uint64) {
-		var b [8]byte
-		for i := range b {
-			b[i] = byte(v >> (8 * i))
-		}
-		h.Write(b[:])
-	}
 	jobs := snap.JobsByNode(node)
 	work := api.AgentWork{Jobs: make([]api.Job, 0, len(jobs)), Index: snap.Index()}
 	for _, j := range jobs {
 		work.Jobs = append(work.Jobs, *j)
-		word(j.ID)
-		word(j.ModifyIndex)
+		hashWords(h, j.ID, j.ModifyIndex)
 		for _, st := range snap.Steps(j.ID) {
 			if !raftstore.StepLive(st, j) || !slices.Contains(st.Nodes, node) {
 				continue
 			}
 			work.Steps = append(work.Steps, withoutOutput(st))
-			word(uint64(st.StepID))
-			word(st.ModifyIndex)
+			hashWords(h, uint64(st.StepID), st.ModifyIndex)
 		}
 	}
 	return work, h.Sum64()
@@ -353,33 +338,15 @@ func (s *Server) stepPollCache() *workCache {
 // their steps there changed since ?index, or after ?wait. Credentials are
 // signed for the running jobs whose batch script runs on the node.
 func (s *Server) handleAgentSteps(w http.ResponseWriter, r *http.Request, c *caller) error {
-	after, wait, err := parseWorkQuery(r.URL.Query())
+	cache := s.stepPollCache()
+	err := s.awaitNodeChange(r, cache, c.node, func(snap *raftstore.Snapshot) uint64 {
+		_, fp := nodeSteps(snap, c.node)
+		return fp
+	})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
-	defer stop()
-
-	st := s.store()
-	cache := s.stepPollCache()
-	prev, known := cache.get(c.node, after)
-	cur := after
-	for {
-		idx, err := st.WaitForIndex(ctx, cur)
-		if err != nil {
-			break
-		}
-		cur = idx
-		if !known {
-			break
-		}
-		if _, fp := nodeSteps(st.Snapshot(), c.node); fp != prev {
-			break
-		}
-	}
-	work, fp := nodeSteps(st.Snapshot(), c.node)
+	work, fp := nodeSteps(s.store().Snapshot(), c.node)
 	for i := range work.Jobs {
 		j := &work.Jobs[i]
 		if j.State != api.JobRunning || len(j.Nodes) == 0 || j.Nodes[0] != c.node {
