@@ -117,6 +117,8 @@ type JobSpec struct {
 	Nice            int               `json:"nice,omitempty"`
 	// Reservation names the reservation the job must run in.
 	Reservation string `json:"reservation,omitempty"`
+	// BeginTime defers the job's eligibility (--begin).
+	BeginTime time.Time `json:"begin_time,omitzero"`
 	// SubmitID makes a submission idempotent: a retried submit with the same
 	// id returns the jobs created the first time instead of new ones.
 	SubmitID string `json:"submit_id,omitempty"`

@@ -85,6 +85,14 @@ func TestBackfill(t *testing.T) {
 			wantStarts:  map[uint64]time.Duration{1: h},
 		},
 		{
+			name:        "a job deferred with --begin waits with BeginTime and lets others start",
+			nodes:       n4,
+			jobs:        []*api.Job{with(pend(1, "p"), cpus(4), limit(h), func(j *api.Job) { j.Spec.BeginTime = t0.Add(2 * h) }), with(pend(2, "p"), cpus(4), limit(h))},
+			wantPlaced:  map[uint64]string{2: "n1"},
+			wantReasons: map[uint64]string{1: api.ReasonBeginTime},
+			wantStarts:  map[uint64]time.Duration{1: 2 * h},
+		},
+		{
 			name:        "longer job would delay the top job",
 			nodes:       n4,
 			jobs:        []*api.Job{halfBusy, with(pend(1, "p"), cpus(4), limit(h)), with(pend(2, "p"), cpus(2), limit(2*h))},

@@ -11,8 +11,9 @@ import (
 // now, each factor broken down as sprio shows it. Every factor is
 // normalized to [0,1], multiplied by its weight and rounded:
 //
-//   - Age: time since submission over MaxAgeSec, capped at 1 (0 when
-//     MaxAgeSec <= 0 or the job was submitted after now).
+//   - Age: time since the job became eligible (submission, or --begin
+//     when later) over MaxAgeSec, capped at 1 (0 when MaxAgeSec <= 0 or
+//     the job is not eligible yet).
 //   - FairShare: the Fair Tree factor of the job's user leaf.
 //   - JobSize: as Slurm, the mean of nodes/cluster nodes and
 //     CPUs/cluster CPUs (CPUs = CPUsPerNode * nodes, every node counted);
@@ -147,7 +148,7 @@ func (c *prioCalc) partial(j *api.Job, leaf int32) api.PriorityFactors {
 		pf.QOSPrio = weigh(float64(q.Priority)/float64(c.maxQOS), w.QOS)
 	}
 	if c.maxAge > 0 {
-		pf.Age = weigh(c.now.Sub(j.SubmitTime).Seconds()/c.maxAge, w.Age)
+		pf.Age = weigh(c.now.Sub(eligibleSince(j)).Seconds()/c.maxAge, w.Age)
 	}
 	if c.clusterNodes > 0 && c.clusterCPUs > 0 {
 		nodes := max(j.Spec.Nodes, 1)
@@ -167,4 +168,14 @@ func (c *prioCalc) finish() { c.tree.finish(c.now, c.st, c.cfg) }
 // fairShare is a leaf's weighted fair-share factor.
 func (c *prioCalc) fairShare(leaf int32) int64 {
 	return weigh(c.tree.nodes[leaf].factor, c.cfg.Weights.FairShare)
+}
+
+// eligibleSince is when a job's age starts counting: Slurm ages a job
+// from its eligible time, so a deferred job gains nothing while it waits
+// for --begin.
+func eligibleSince(j *api.Job) time.Time {
+	if j.Spec.BeginTime.After(j.SubmitTime) {
+		return j.Spec.BeginTime
+	}
+	return j.SubmitTime
 }

@@ -334,6 +334,11 @@ func (s *pass) consider(q *queued) {
 	case j.CancelRequested:
 		return // being cancelled: never start it
 	}
+	if now := s.plan.Time; now.Before(j.Spec.BeginTime) {
+		s.setReason(j, api.ReasonBeginTime)
+		s.startAt(j, j.Spec.BeginTime)
+		return
+	}
 	s.prepare(q)
 	if r := s.jobLimits(q); r != "" {
 		s.setReason(j, r)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 )
 
 // dryRunJob uses slurmrestd's job-description field names where one
@@ -27,6 +28,7 @@ type dryRunJob struct {
 	Account        string   `json:"account,omitempty"`
 	QOS            string   `json:"qos,omitempty"`
 	Reservation    string   `json:"reservation,omitempty"`
+	BeginTime      string   `json:"begin_time,omitempty"`
 	TimeLimit      int64    `json:"time_limit,omitempty"`
 	TasksPerNode   int      `json:"tasks_per_node,omitempty"`
 	MemoryPerNode  int64    `json:"memory_per_node,omitempty"`
@@ -83,6 +85,7 @@ func DryRunJSON(r *Request) ([]byte, error) {
 		Account:        s.Account,
 		QOS:            s.QOS,
 		Reservation:    s.Reservation,
+		BeginTime:      beginText(s.BeginTime),
 		TimeLimit:      (s.TimeLimitSec + 59) / 60,
 		TasksPerNode:   s.TasksPerNode,
 		MemoryPerNode:  s.MemoryPerNodeMB,
@@ -115,4 +118,12 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// beginText is --begin as --test-only shows it ("" when not given).
+func beginText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format("2006-01-02T15:04:05")
 }

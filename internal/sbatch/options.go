@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
@@ -34,6 +35,7 @@ type optDef struct {
 type options struct {
 	jobName, partition, account, qos, comment, mailType, mailUser string
 	reservation                                                   string
+	begin                                                         time.Time
 
 	nodes, ntasks, cpusPerTask, ntasksPerNode int
 	nodesSet, ntasksSet                       bool
@@ -88,6 +90,8 @@ var implemented = []optDef{
 		set: func(p *parser, v string) error { p.o.qos = v; return nil }},
 	{long: "reservation", arg: reqArg, usage: "run the job in this reservation",
 		set: func(p *parser, v string) error { p.o.reservation = v; return nil }},
+	{long: "begin", short: "b", arg: reqArg, usage: "defer the job until this time (now+1hour, 16:00, 2026-01-31T08:00)",
+		set: func(p *parser, v string) (err error) { p.o.begin, err = ParseBegin(v, p.now()); return err }},
 	{long: "nodes", short: "N", arg: reqArg, usage: "number of nodes (N or min-max; the minimum is used)",
 		set: setNodes},
 	{long: "ntasks", short: "n", arg: reqArg, usage: "number of tasks",
@@ -229,7 +233,6 @@ var ignored = []optDef{
 	{long: "batch", arg: reqArg},
 	{long: "bb", arg: reqArg},
 	{long: "bbf", arg: reqArg},
-	{long: "begin", short: "b", arg: reqArg},
 	{long: "cluster", arg: reqArg},
 	{long: "cluster-constraint", arg: reqArg},
 	{long: "clusters", short: "M", arg: reqArg},

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/pflag"
@@ -54,6 +55,9 @@ type Input struct {
 	// (-w/-x values containing "/", -F).
 	ReadFile func(path string) ([]byte, error)
 	Stdin    io.Reader // the script when no file is named and no --wrap
+	// Now is the time relative --begin values count from (zero: the
+	// current time).
+	Now time.Time
 }
 
 type source int
@@ -73,6 +77,14 @@ type parser struct {
 
 func newParser(in Input) *parser {
 	return &parser{in: in, o: options{requeue: true}}
+}
+
+// now is the time --begin counts from.
+func (p *parser) now() time.Time {
+	if p.in.Now.IsZero() {
+		return time.Now()
+	}
+	return p.in.Now
 }
 
 func (p *parser) warn(msg string) {
@@ -526,6 +538,7 @@ func (p *parser) finish(script, name string, rest []string) (*api.JobSpec, error
 		Account:         o.account,
 		QOS:             o.qos,
 		Reservation:     o.reservation,
+		BeginTime:       o.begin,
 		Script:          script,
 		WorkDir:         p.in.Cwd,
 		CPUsPerTask:     1,

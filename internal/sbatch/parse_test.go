@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stockade-hpc/stockade/api"
 )
@@ -25,6 +26,7 @@ func testInput(args []string, env map[string]string, files map[string]string) In
 		Args: args,
 		Env:  env,
 		Cwd:  testCwd,
+		Now:  time.Date(2026, 3, 10, 14, 30, 0, 0, time.UTC),
 		ReadFile: func(path string) ([]byte, error) {
 			if s, ok := all[path]; ok {
 				return []byte(s), nil
@@ -387,10 +389,10 @@ func TestWarnings(t *testing.T) {
 		script string
 		want   []string
 	}{
-		{"command line", []string{"--begin=now+1hour", "job.sh"}, nil, "",
-			[]string{"option --begin is not implemented by Stockade yet; ignored"}},
-		{"short form with argument", []string{"-b", "now", "-J", "x", "job.sh"}, nil, "",
-			[]string{"option --begin is not implemented by Stockade yet; ignored"}},
+		{"command line", []string{"--wckey=w1", "job.sh"}, nil, "",
+			[]string{"option --wckey is not implemented by Stockade yet; ignored"}},
+		{"short form with argument", []string{"-M", "c1", "-J", "x", "job.sh"}, nil, "",
+			[]string{"option --clusters is not implemented by Stockade yet; ignored"}},
 		{"directive", []string{"job.sh"}, nil, script("#SBATCH --signal=B:USR1@60 --reservation=r1 --wckey=w"),
 			[]string{"option --signal is not implemented by Stockade yet; ignored",
 				"option --wckey is not implemented by Stockade yet; ignored"}},
@@ -548,14 +550,14 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	u := Usage()
-	if !strings.Contains(u, "--job-name") || strings.Contains(u, "--begin") {
+	if !strings.Contains(u, "--job-name") || strings.Contains(u, "--wckey") {
 		t.Errorf("Usage() should list implemented options only:\n%s", u)
 	}
 }
 
 func TestDryRunJSON(t *testing.T) {
 	r := mustParse(t, testInput([]string{"-J", "j", "-t", "90:30", "--mem=2G", "-N", "2", "-C", "a&b", "-w", "n[1-2]",
-		"--gpus-per-node=1", "--reservation=maint", "--begin=now", "job.sh", "x"}, map[string]string{"B": "2", "A": "1"}, nil))
+		"--gpus-per-node=1", "--reservation=maint", "--wckey=w", "job.sh", "x"}, map[string]string{"B": "2", "A": "1"}, nil))
 	out, err := DryRunJSON(r)
 	if err != nil {
 		t.Fatal(err)
@@ -577,7 +579,7 @@ func TestDryRunJSON(t *testing.T) {
 	if mustJSON(got.Job) != mustJSON(want) {
 		t.Errorf("job\n got %s\nwant %s", mustJSON(got.Job), mustJSON(want))
 	}
-	if !slices.Equal(got.Warnings, []string{"option --begin is not implemented by Stockade yet; ignored"}) {
+	if !slices.Equal(got.Warnings, []string{"option --wckey is not implemented by Stockade yet; ignored"}) {
 		t.Errorf("warnings %q", got.Warnings)
 	}
 	if !strings.HasPrefix(string(out), "{\n  \"job\": {\n    \"name\": \"j\",") || !strings.HasSuffix(string(out), "}\n") {
