@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stockade-hpc/stockade/bench/sim"
 	"github.com/stockade-hpc/stockade/executor"
 	"github.com/stockade-hpc/stockade/internal/agent"
 	"github.com/stockade-hpc/stockade/internal/cli"
@@ -19,7 +20,7 @@ func main() {
 	// A container's init re-executes this binary as "stockade init": it
 	// must take over before anything else runs.
 	executor.MaybeInit()
-	os.Exit(cli.Main(os.Args, server.NewCommand(), agent.NewCommand(), shimCommand()))
+	os.Exit(cli.Main(os.Args, server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand()))
 }
 
 func shimCommand() *cobra.Command {
