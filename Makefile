@@ -59,3 +59,32 @@ demo-down:
 
 clean:
 	rm -rf bin
+
+# Scheduling simulation (README, "Scheduling simulation"): the real scheduler
+# in virtual time on simulated nodes. The NASA iPSC/860 trace at its own load
+# and with arrivals compressed 1.5×, a synthetic workload, then single passes
+# over 10,000 nodes and 100,000 pending jobs. The simulator needs no seccomp,
+# so it gets its own binary and `make build`'s packages are not required.
+SIM_BIN   := bin/stockade-sim
+SIM_TRACE := bench/testdata/NASA-iPSC-1993-3.1-cln.swf.gz
+.PHONY: sim bench-sim sim-bin
+sim-bin:
+	$(GO) build -o $(SIM_BIN) ./cmd/stockade
+
+sim: sim-bin
+	$(SIM_BIN) sim --trace $(SIM_TRACE) --nodes 128 --cpus-per-node 1 --policy all
+	$(SIM_BIN) sim --trace $(SIM_TRACE) --nodes 128 --cpus-per-node 1 --policy all --load-scale 1.5
+	$(SIM_BIN) sim --synthetic 20000 --nodes 1000 --cpus-per-node 32 --policy all
+	$(SIM_BIN) sim --stress --nodes 10000 --cpus-per-node 32 --pending 100000 --policy all
+
+# A million jobs on 10,000 nodes, passes every 30 virtual seconds (a pass at
+# every event would take an hour per policy on two cores).
+bench-sim: sim-bin
+	$(SIM_BIN) sim --synthetic 1000000 --nodes 10000 --cpus-per-node 32 --policy all --interval 30
+
+# Slurm 22.05 (Debian's packages, installed if missing) and Stockade side by
+# side on this host: the same trivial jobs through each one's sbatch. Takes
+# about half an hour (Slurm is slow); see bench/slurm/README.md.
+.PHONY: bench-slurm
+bench-slurm: build
+	./bench/slurm/run.sh
