@@ -1,6 +1,9 @@
 package api
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 func utoa(v uint64) string { return strconv.FormatUint(v, 10) }
 func itoa(v int) string    { return strconv.Itoa(v) }
@@ -95,6 +98,22 @@ type Status struct {
 	JobsByState   map[string]int `json:"jobs_by_state"`
 	QueueDepth    int            `json:"queue_depth"`
 	ServedBy      string         `json:"served_by"`
+
+	// The usage ledger (/v1/acct): records written and not yet sealed,
+	// the last sealed and anchored epochs, the sealed epochs awaiting
+	// anchoring, and when the oldest of them was sealed; AcctAnchorLagSec
+	// is its age (0 when none waits).
+	AcctRecords                  uint64    `json:"acct_records"`
+	AcctUnsealedRecords          uint64    `json:"acct_unsealed_records"`
+	AcctLastSealedEpoch          uint64    `json:"acct_last_sealed_epoch"`
+	AcctLastAnchoredEpoch        uint64    `json:"acct_last_anchored_epoch"`
+	AcctUnanchoredEpochs         uint64    `json:"acct_unanchored_epochs"`
+	AcctOldestUnanchoredSealedAt time.Time `json:"acct_oldest_unanchored_sealed_at,omitzero"`
+	AcctAnchorLagSec             int64     `json:"acct_anchor_lag_sec"`
+	// AcctAnchorError is why the leader cannot anchor the waiting epochs
+	// (chain unreachable, account out of funds, the chain holding another
+	// commitment for an epoch); empty while anchoring works.
+	AcctAnchorError string `json:"acct_anchor_error,omitempty"`
 }
 
 // AgentRegisterRequest is an agent's inventory, sent at start and whenever it
@@ -161,6 +180,9 @@ type JoinResponse struct {
 	CACert      []byte `json:"ca_certificate"`
 	// CAKey is given only to joining controllers, which sign for agents.
 	CAKey []byte `json:"ca_key,omitempty"`
+	// AnchorKey is the cluster's anchoring key (hex text), also only for
+	// joining controllers: whichever leads anchors accounting epochs.
+	AnchorKey []byte `json:"anchor_key,omitempty"`
 	// AttestIntervalSec is the policy's re-attestation interval, in the
 	// answers of the attestation routes: the agent must quote well within
 	// it or be evicted.

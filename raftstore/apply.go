@@ -396,6 +396,10 @@ func (a *applier) finish(j *api.Job, st api.JobState, end time.Time, mod func(*a
 		mod(&c)
 	}
 	a.putJob(&c)
+	// Only an attempt that ran used anything: a pending cancel is free.
+	if j.State == api.JobRunning {
+		a.writeRecord(&c)
+	}
 }
 
 // freeNodes returns a job's per-node allocation to its nodes.

@@ -759,17 +759,18 @@ func TestRestoreVersion1(t *testing.T) {
 	if _, err := h.s.Snapshot().WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	v1 := strings.Replace(buf.String(), `"version":3`, `"version":1`, 1)
+	v1 := strings.Replace(buf.String(), `"version":4`, `"version":1`, 1)
 	tests := []struct {
 		name    string
 		stream  string
 		wantErr bool
 	}{
 		{"version 1", v1, false},
-		{"version 2", strings.Replace(buf.String(), `"version":3`, `"version":2`, 1), false},
-		{"version 3", buf.String(), false},
-		{"version 4", strings.Replace(buf.String(), `"version":3`, `"version":4`, 1), true},
-		{"version 0", strings.Replace(buf.String(), `"version":3`, `"version":0`, 1), true},
+		{"version 2", strings.Replace(buf.String(), `"version":4`, `"version":2`, 1), false},
+		{"version 3", strings.Replace(buf.String(), `"version":4`, `"version":3`, 1), false},
+		{"version 4", buf.String(), false},
+		{"version 5", strings.Replace(buf.String(), `"version":4`, `"version":5`, 1), true},
+		{"version 0", strings.Replace(buf.String(), `"version":4`, `"version":0`, 1), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

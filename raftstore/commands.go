@@ -1,6 +1,9 @@
 package raftstore
 
 import (
+	"time"
+
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/policy"
 	"github.com/stockade-hpc/stockade/scheduler"
@@ -42,6 +45,12 @@ const (
 	// Job steps (srun).
 	CmdCreateStep
 	CmdStepReport
+	// Usage accounting ledger (acct.go).
+	CmdSetPrices
+	CmdSealEpoch
+	CmdEpochAnchored
+	CmdSetSettlement
+	CmdSetChain
 )
 
 // Command is one log entry. Time (Unix nanoseconds) is chosen by the
@@ -103,6 +112,28 @@ type Command struct {
 	Step *api.JobStep `json:"step,omitempty"`
 	// StepReport is a finished task (CmdStepReport).
 	StepReport *api.StepReport `json:"step_report,omitempty"`
+
+	// Prices is the new price set (CmdSetPrices); the state machine
+	// assigns its version and time.
+	Prices *accounting.PriceSet `json:"prices,omitempty"`
+	// Epoch is the header of the next epoch (CmdSealEpoch).
+	Epoch *accounting.Epoch `json:"epoch,omitempty"`
+	// Anchored says where an epoch's commitment was published
+	// (CmdEpochAnchored).
+	Anchored *EpochAnchored `json:"anchored,omitempty"`
+	// Settlement moves records' settlement status (CmdSetSettlement).
+	Settlement *accounting.SettlementRequest `json:"settlement,omitempty"`
+	// Chain is the cluster-wide anchoring chain endpoint (CmdSetChain).
+	Chain *accounting.ChainInfo `json:"chain,omitempty"`
+}
+
+// EpochAnchored is the payload of CmdEpochAnchored.
+type EpochAnchored struct {
+	Number uint64            `json:"number"`
+	Anchor accounting.Anchor `json:"anchor"`
+	// AnchoredAt is when the transaction was mined; zero means the
+	// command's time.
+	AnchoredAt time.Time `json:"anchored_at,omitzero"`
 }
 
 // NodeAttestation is the verifier's verdict on one node, for

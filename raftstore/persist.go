@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/policy"
 )
@@ -15,11 +16,11 @@ import (
 // The snapshot stream is JSON lines: a header, then one record per line.
 // Records use the wire types, so the format changes only with api.
 // Version 2 added the attestation tables, version 3 the scheduling
-// policy tables and job steps; older streams, which lack them, are still
-// read.
+// policy tables and job steps, version 4 the usage ledger; older streams,
+// which lack them, are still read.
 const (
 	snapshotFormat     = "stockade-state"
-	snapshotVersion    = 3
+	snapshotVersion    = 4
 	snapshotMinVersion = 1
 )
 
@@ -60,6 +61,10 @@ var snapTables = []struct{ kind, table string }{
 	{"reservation", tResv},
 	{"sched_config", tSchedConfig},
 	{"step", tSteps},
+	{"acct_prices", tPrices},
+	{"acct_record", tRecords},
+	{"acct_epoch", tEpochs},
+	{"acct_chain", tChain},
 }
 
 // WriteTo writes the whole state as a versioned JSON-lines stream, the
@@ -188,6 +193,14 @@ func decodeRecord(rec *snapRecordIn) (any, string, error) {
 		obj, table = &schedConfigRow{}, tSchedConfig
 	case "step":
 		obj, table = &api.JobStep{}, tSteps
+	case "acct_prices":
+		obj, table = &accounting.PriceSet{}, tPrices
+	case "acct_record":
+		obj, table = &accounting.StoredRecord{}, tRecords
+	case "acct_epoch":
+		obj, table = &accounting.EpochInfo{}, tEpochs
+	case "acct_chain":
+		obj, table = &accounting.ChainInfo{}, tChain
 	default:
 		return nil, "", fmt.Errorf("unknown record kind %q", rec.Kind)
 	}

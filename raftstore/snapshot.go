@@ -3,8 +3,10 @@ package raftstore
 import (
 	"math"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/policy"
 	"github.com/stockade-hpc/stockade/scheduler"
@@ -275,4 +277,247 @@ func (s *Snapshot) Steps(jobID uint64) []*api.JobStep {
 // Step looks up one step.
 func (s *Snapshot) Step(jobID uint64, stepID int) *api.JobStep {
 	return first[api.JobStep](s, tSteps, iID, jobID, uint64(stepID))
+}
+
+// ---- usage ledger ----
+
+// RecordCount is the number of usage records written, which is the seq
+// of the last one.
+func (s *Snapshot) RecordCount() uint64 { return s.meta.RecordSeq }
+
+// AnchoredEpoch is the last anchored epoch (0: none); every epoch up to it
+// is anchored.
+func (s *Snapshot) AnchoredEpoch() uint64 { return s.meta.AnchoredEpoch }
+
+// Record looks up a usage record by seq.
+func (s *Snapshot) Record(seq uint64) *accounting.StoredRecord {
+	return first[accounting.StoredRecord](s, tRecords, iID, seq)
+}
+
+// RecordByJob is the newest record of a job (nil if it has none): a job
+// requeued after it ended has one record per attempt.
+func (s *Snapshot) RecordByJob(id uint64) *accounting.StoredRecord {
+	recs := s.RecordsByJob(id)
+	if len(recs) == 0 {
+		return nil
+	}
+	return recs[len(recs)-1]
+}
+
+// RecordsByJob returns a job's records in seq order.
+func (s *Snapshot) RecordsByJob(id uint64) []*accounting.StoredRecord {
+	return s.Records(accounting.RecordQuery{JobID: id})
+}
+
+// Records returns the records q selects in seq order, at most q.Limit
+// (0: all).
+func (s *Snapshot) Records(q accounting.RecordQuery) []*accounting.StoredRecord {
+	if q.AfterSeq == math.MaxUint64 {
+		return nil
+	}
+	from, to := nanos(q.From), nanos(q.To)
+	match := func(r *accounting.UsageRecord) bool {
+		end := nanos(r.EndTime)
+		return (q.JobID == 0 || r.JobID == q.JobID) && (q.User == "" || r.User == q.User) &&
+			(q.Account == "" || r.Account == q.Account) && r.Seq > q.AfterSeq &&
+			(q.From.IsZero() || end >= from) && (q.To.IsZero() || end < to)
+	}
+	full := func(out []*accounting.StoredRecord) bool { return q.Limit > 0 && len(out) >= q.Limit }
+	txn := s.txn()
+	// The narrowest index, walked in seq order where it allows.
+	var it memdb.ResultIterator
+	var err error
+	var same func(r *accounting.UsageRecord) bool
+	switch {
+	case q.JobID != 0:
+		it, err = txn.LowerBound(tRecords, iJobSq, q.JobID, q.AfterSeq+1)
+		same = func(r *accounting.UsageRecord) bool { return r.JobID == q.JobID }
+	case q.User != "":
+		it, err = txn.LowerBound(tRecords, iUserSq, q.User, q.AfterSeq+1)
+		same = func(r *accounting.UsageRecord) bool { return r.User == q.User }
+	case q.Account != "":
+		it, err = txn.LowerBound(tRecords, iAcctSq, q.Account, q.AfterSeq+1)
+		same = func(r *accounting.UsageRecord) bool { return r.Account == q.Account }
+	case !q.From.IsZero() || !q.To.IsZero():
+		// End-time order: collect the range, then restore seq order.
+		if it, err = txn.LowerBound(tRecords, iEndSq, uint64(from), uint64(0)); err != nil {
+			return nil
+		}
+		var out []*accounting.StoredRecord
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			r := raw.(*accounting.StoredRecord)
+			if !q.To.IsZero() && nanos(r.Record.EndTime) >= to {
+				break
+			}
+			if match(&r.Record) {
+				out = append(out, r)
+			}
+		}
+		slices.SortFunc(out, func(a, b *accounting.StoredRecord) int { return cmpSeq(a.Record.Seq, b.Record.Seq) })
+		if q.Limit > 0 && len(out) > q.Limit {
+			out = out[:q.Limit]
+		}
+		return out
+	default:
+		it, err = txn.LowerBound(tRecords, iID, q.AfterSeq+1)
+		same = func(*accounting.UsageRecord) bool { return true }
+	}
+	if err != nil {
+		return nil
+	}
+	var out []*accounting.StoredRecord
+	for raw := it.Next(); raw != nil && !full(out); raw = it.Next() {
+		r := raw.(*accounting.StoredRecord)
+		if !same(&r.Record) {
+			break
+		}
+		if match(&r.Record) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// nanos is t in Unix nanoseconds, clamped to what the end-time index holds.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.IsZero() || t.Unix() < 0:
+		return 0
+	case t.Unix() >= math.MaxInt64/1_000_000_000:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// seqRun returns up to n records from seq first on, in seq order (n 0:
+// all).
+func (s *Snapshot) seqRun(first uint64, n uint64) []*accounting.StoredRecord {
+	it, err := s.txn().LowerBound(tRecords, iID, first)
+	if err != nil {
+		return nil
+	}
+	var out []*accounting.StoredRecord
+	for raw := it.Next(); raw != nil && (n == 0 || uint64(len(out)) < n); raw = it.Next() {
+		out = append(out, raw.(*accounting.StoredRecord))
+	}
+	return out
+}
+
+// UnsealedRecords returns up to limit records not yet in an epoch, in seq
+// order (limit 0: all).
+func (s *Snapshot) UnsealedRecords(limit int) []*accounting.StoredRecord {
+	first := uint64(1)
+	if e := s.LastEpoch(); e != nil {
+		first = e.Epoch.LastSeq + 1
+	}
+	return s.seqRun(first, uint64(max(limit, 0)))
+}
+
+// UnsealedCount is the number of records not yet in an epoch.
+func (s *Snapshot) UnsealedCount() uint64 {
+	if e := s.LastEpoch(); e != nil {
+		return s.meta.RecordSeq - e.Epoch.LastSeq
+	}
+	return s.meta.RecordSeq
+}
+
+// Epoch looks up a sealed epoch (nil if not sealed).
+func (s *Snapshot) Epoch(n uint64) *accounting.EpochInfo {
+	return first[accounting.EpochInfo](s, tEpochs, iID, n)
+}
+
+// LastEpoch is the newest sealed epoch (nil: none).
+func (s *Snapshot) LastEpoch() *accounting.EpochInfo {
+	raw, err := s.txn().Last(tEpochs, iID)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*accounting.EpochInfo)
+}
+
+// Epochs returns up to limit epochs in ascending number from number from;
+// from 0 means the newest limit epochs. Limit 0 is no limit.
+func (s *Snapshot) Epochs(from uint64, limit int) []*accounting.EpochInfo {
+	if from == 0 {
+		from = 1
+		if last := s.LastEpoch(); last != nil && limit > 0 && last.Epoch.Number > uint64(limit) {
+			from = last.Epoch.Number - uint64(limit) + 1
+		}
+	}
+	it, err := s.txn().LowerBound(tEpochs, iID, from)
+	if err != nil {
+		return nil
+	}
+	var out []*accounting.EpochInfo
+	for raw := it.Next(); raw != nil && (limit <= 0 || len(out) < limit); raw = it.Next() {
+		out = append(out, raw.(*accounting.EpochInfo))
+	}
+	return out
+}
+
+// UnanchoredEpochs returns the sealed epochs not yet anchored, oldest
+// first: the anchoring queue.
+func (s *Snapshot) UnanchoredEpochs() []*accounting.EpochInfo {
+	return s.Epochs(s.meta.AnchoredEpoch+1, 0)
+}
+
+// EpochRecords returns an epoch's records in seq order (nil if the epoch
+// is not sealed).
+func (s *Snapshot) EpochRecords(n uint64) []*accounting.StoredRecord {
+	e := s.Epoch(n)
+	if e == nil {
+		return nil
+	}
+	return s.seqRun(e.Epoch.FirstSeq, e.Epoch.Count)
+}
+
+// Prices is the price set in force: the newest stored, else the default.
+func (s *Snapshot) Prices() accounting.PriceSet {
+	raw, err := s.txn().Last(tPrices, iID)
+	if err != nil || raw == nil {
+		return accounting.DefaultPriceSet()
+	}
+	return *raw.(*accounting.PriceSet)
+}
+
+// PriceVersion looks up one price version (the default for version 1
+// while none is stored).
+func (s *Snapshot) PriceVersion(v uint64) *accounting.PriceSet {
+	if ps := first[accounting.PriceSet](s, tPrices, iID, v); ps != nil {
+		return ps
+	}
+	if d := accounting.DefaultPriceSet(); v == 1 {
+		return &d
+	}
+	return nil
+}
+
+// PriceHistory returns every price version, oldest first.
+func (s *Snapshot) PriceHistory() []accounting.PriceSet {
+	var out []accounting.PriceSet
+	for _, ps := range list[accounting.PriceSet](s, tPrices, iID) {
+		out = append(out, *ps)
+	}
+	if len(out) == 0 {
+		out = append(out, accounting.DefaultPriceSet())
+	}
+	return out
+}
+
+// ChainConfig is the cluster-wide anchoring chain endpoint (zero: unset).
+func (s *Snapshot) ChainConfig() accounting.ChainInfo {
+	if c := first[accounting.ChainInfo](s, tChain, iID, chainKey); c != nil {
+		return *c
+	}
+	return accounting.ChainInfo{}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 )
 
@@ -34,6 +35,10 @@ const (
 	tResv        = "reservations"
 	tSchedConfig = "sched_config"
 	tSteps       = "steps"
+	tRecords     = "acct_records"
+	tPrices      = "acct_prices"
+	tEpochs      = "acct_epochs"
+	tChain       = "acct_chain"
 
 	iID     = "id"
 	iState  = "state"
@@ -44,6 +49,11 @@ const (
 	iToken  = "token"
 	iSerial = "serial"   // nodes by current certificate serial
 	iNodeSq = "node_seq" // audit records by node, then seq
+	// Usage records by a field, then seq.
+	iJobSq  = "job_seq"
+	iUserSq = "user_seq"
+	iAcctSq = "account_seq"
+	iEndSq  = "end_seq"
 )
 
 // schedConfigKey is the id of the single scheduler configuration row.
@@ -65,6 +75,11 @@ type stateMeta struct {
 	Key       string `json:"-"`
 	Index     uint64 `json:"index"`
 	NextJobID uint64 `json:"next_job_id"`
+	// RecordSeq is the seq of the last usage record written (0: none).
+	RecordSeq uint64 `json:"record_seq,omitempty"`
+	// AnchoredEpoch is the last anchored epoch; epochs are anchored in
+	// order, so every one up to it is.
+	AnchoredEpoch uint64 `json:"anchored_epoch,omitempty"`
 }
 
 // uintIndexer indexes a uint64 big-endian so iteration order is numeric
@@ -203,6 +218,16 @@ func schema() *memdb.DBSchema {
 					uintIndexer{get: func(o any) (uint64, bool) { return uint64(o.(*api.JobStep).StepID), true }},
 				}}},
 		}},
+		tRecords: {Name: tRecords, Indexes: recordIndexes()},
+		tPrices: {Name: tPrices, Indexes: map[string]*memdb.IndexSchema{
+			iID: {Name: iID, Unique: true,
+				Indexer: uintIndexer{get: func(o any) (uint64, bool) { return o.(*accounting.PriceSet).Prices.Version, true }}},
+		}},
+		tEpochs: {Name: tEpochs, Indexes: map[string]*memdb.IndexSchema{
+			iID: {Name: iID, Unique: true,
+				Indexer: uintIndexer{get: func(o any) (uint64, bool) { return o.(*accounting.EpochInfo).Epoch.Number, true }}},
+		}},
+		tChain: {Name: tChain, Indexes: byName(func(any) string { return chainKey })},
 		tAudit: {Name: tAudit, Indexes: map[string]*memdb.IndexSchema{
 			iID: {Name: iID, Unique: true,
 				Indexer: uintIndexer{get: func(o any) (uint64, bool) { return audit(o).Seq, true }}},

@@ -5,8 +5,11 @@
 # attestation; node3 runs a tampered copy of it and is refused. Then the
 # scheduling policies: accounts and QoS with sacctmgr, a two-node job with
 # srun steps, a reservation, backfill with squeue --start, sprio and sshare,
-# and a QoS preempting running jobs. `demo.sh up` starts it and leaves it
-# running; `demo.sh down` stops it (swtpm included) and removes its state.
+# and a QoS preempting running jobs. Last, usage accounting: statements,
+# sacct's charges and epochs, and the records verified against the epoch
+# commitments anchored on c1's embedded dev chain. `demo.sh up` starts it
+# and leaves it running; `demo.sh down` stops it (swtpm included) and
+# removes its state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -18,6 +21,10 @@ TPM=$ROOT/tpm
 TAMPERED=$ROOT/stockade-tampered
 DEMO_USER=${DEMO_USER:-alice}
 DEMO_UID=${DEMO_UID:-1001}
+# The cluster configuration: examples/cluster.toml, sealing epochs every
+# few seconds, with c1's dev chain on a fixed port (see config()).
+CONFIG=$ROOT/cluster.toml
+CHAIN_RPC=http://127.0.0.1:7745
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -174,9 +181,23 @@ down() {
 	rm -rf "$ROOT"
 }
 
+# config writes $CONFIG: the example plus what the demo needs to show
+# anchoring within seconds, unless the example already says.
+config() {
+	cp "$REPO/examples/cluster.toml" "$CONFIG"
+	if ! grep -q '^\[accounting\]' "$CONFIG"; then
+		printf '\n# The demo seals an epoch every 5 seconds (default 10 minutes).\n[accounting]\ninterval = "5s"\n' >>"$CONFIG"
+	fi
+	if ! grep -q '^\[chain\]' "$CONFIG"; then
+		printf '\n# Anchors go to the dev chain that c1 runs (the default), here on a fixed port.\n[chain]\ndev_http = "%s"\n' \
+			"${CHAIN_RPC#http://}" >>"$CONFIG"
+	fi
+}
+
 up() {
 	down
 	mkdir -p "$ROOT"/{logs,pids,work}
+	config
 	log "manufacturing a software TPM for node1-3 (swtpm, EK certificates from a local CA in $TPM/ca)"
 	tpm_setup
 	for n in 1 2 3; do tpm_start $n; done
@@ -186,7 +207,7 @@ up() {
 
 	log "starting controller c1 (bootstrap)"
 	start c1 server --id c1 --data-dir "$ROOT/c1" --listen 127.0.0.1:7701 --raft 127.0.0.1:7702 \
-		--bootstrap --config "$REPO/examples/cluster.toml" --tpm-ca-bundle "$TPM/ca-bundle.pem"
+		--bootstrap --config "$CONFIG" --tpm-ca-bundle "$TPM/ca-bundle.pem"
 	wait_for 30 "c1's admin token" test -s "$ROOT/c1/admin-token"
 	export STOCKADE_SERVERS=127.0.0.1:7701,127.0.0.1:7711,127.0.0.1:7721
 	export STOCKADE_CA=$ROOT/c1/ca.pem
@@ -196,7 +217,7 @@ up() {
 	for n in 2 3; do
 		log "starting controller c$n (join)"
 		start c$n server --id c$n --data-dir "$ROOT/c$n" --listen 127.0.0.1:77$((n - 1))1 --raft 127.0.0.1:77$((n - 1))2 \
-			--join 127.0.0.1:7701 --join-token-file "$ROOT/c1/controller-join-token" --config "$REPO/examples/cluster.toml" \
+			--join 127.0.0.1:7701 --join-token-file "$ROOT/c1/controller-join-token" --config "$CONFIG" \
 			--tpm-ca-bundle "$TPM/ca-bundle.pem"
 	done
 
@@ -268,6 +289,7 @@ EOT
 	log "job output (in $ROOT/work)"
 	for f in "$ROOT"/work/*.out; do echo "--- $(basename "$f")"; head -5 "$f"; done
 	policies
+	accounting
 	log "stockade status"
 	"$BIN" status
 	cat <<EOT
@@ -281,6 +303,8 @@ srun in a job is found on the PATH sbatch exports), then in $ROOT/work:
                    sbatch srun.sbatch; sbatch long.sbatch; sbatch wide.sbatch; squeue --start
 As admin:          sacctmgr list assoc; sacctmgr list qos; scontrol show reservation
 Attestation:       stockade node list; stockade audit; stockade attest policy show; stockade node attest-log node1
+Accounting:        stockade acct statement; sacct --format=JobID,State,Charge,Currency,Epoch; stockade acct verify --job ID
+                   stockade acct proof --job ID >proof.json; stockade acct verify --proof proof.json --rpc $CHAIN_RPC
 Stop it:           make demo-down
 EOT
 }
@@ -343,6 +367,34 @@ policies() {
 	# sshare shows the rows of the local user name by default; the demo runs
 	# as root with $DEMO_USER's token, so it names the user.
 	as_user sshare -u "$DEMO_USER"
+}
+
+# ledger_settled: every record is sealed into an epoch and every epoch
+# anchored.
+ledger_settled() {
+	local st
+	st=$("$BIN" status --json) || return 1
+	grep -q '"acct_unsealed_records": 0,' <<<"$st" && grep -q '"acct_unanchored_epochs": 0,' <<<"$st" &&
+		! grep -q '"acct_last_sealed_epoch": 0,' <<<"$st"
+}
+
+# accounting shows the usage ledger of the jobs above: what they cost,
+# in which epochs their records are, and that the records match the
+# commitments anchored on chain, for the admin (every epoch) and for the
+# user, whose proof file is checked against the chain alone.
+accounting() {
+	local ACCT
+	log "usage accounting: every job that ran has a priced record, sealed into epochs anchored on c1's dev chain"
+	submit ACCT -J accounted --mem=16M --wrap 'echo accounted on $SLURMD_NODENAME'
+	wait_for 60 "job $ACCT to end" job_ended "$ACCT"
+	log "waiting for the records to be sealed and anchored (an epoch every 5 s)"
+	wait_for 90 "every epoch anchored" ledger_settled || true
+	as_user stockade acct statement
+	as_user sacct -X --format=JobID,JobName,State,Charge,Currency,Epoch
+	as_admin stockade acct verify --all || echo "(verify exited $?)"
+	log "a proof for job $ACCT, checked against the chain alone (no controller is asked)"
+	as_user stockade acct proof --job "$ACCT" >"$ROOT/work/proof-$ACCT.json" || echo "(proof exited $?)"
+	as_user stockade acct verify --proof "proof-$ACCT.json" --rpc "$CHAIN_RPC" || echo "(verify exited $?)"
 }
 
 case "${1:-up}" in

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stockade-hpc/stockade/accounting/chain"
 	"github.com/stockade-hpc/stockade/bench/sim"
 	"github.com/stockade-hpc/stockade/executor"
 	"github.com/stockade-hpc/stockade/internal/agent"
@@ -20,7 +21,7 @@ func main() {
 	// A container's init re-executes this binary as "stockade init": it
 	// must take over before anything else runs.
 	executor.MaybeInit()
-	os.Exit(cli.Main(os.Args, server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand()))
+	os.Exit(cli.Main(os.Args, server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand(), chain.NewCommand()))
 }
 
 func shimCommand() *cobra.Command {

@@ -149,6 +149,7 @@ token = "..." or token_file = "...", and ca_file = "...".`,
 		root.AddCommand(c)
 	}
 	root.AddCommand(statusCommand(e), userCommand(e), nodeCommand(e), auditCommand(e), attestCommand(e), versionCommand(e))
+	root.AddCommand(acctCommand(e)) // usage ledger: statements, prices, proofs, verification
 	for _, c := range extra {
 		if c != nil {
 			root.AddCommand(c)

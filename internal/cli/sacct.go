@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 )
@@ -34,7 +36,15 @@ admin token sees every user's.
 Times (-S, -E): YYYY-MM-DD[THH:MM[:SS]], MMDD[YY], MM/DD[/YY], HH:MM[:SS],
 now[-+N[seconds|minutes|hours|days|weeks]], today, midnight, noon, tomorrow.
 Fields (-o): see --helpformat; "JobName%30" sets a width. Fields Stockade
-has no data for (energy, pages, virtual memory, ...) print empty.`,
+has no data for (energy, pages, virtual memory, ...) print empty.
+
+Ended jobs are also read from their usage records, the billed source of
+truth for their usage (TotalCPU, MaxRSS, disk I/O): a job the controllers
+no longer list still shows, without its name, group, CPU count or
+limits. With -D, earlier attempts of requeued jobs show too. Stockade
+extensions, on job lines that have a record: Charge (in units of
+Currency), Currency, PriceVersion, Epoch (empty until sealed), RecordSeq,
+RecordHash and Settlement; --json adds the record as "usage_record".`,
 	setup: setupSacct,
 }
 
@@ -119,7 +129,7 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 	fs.BoolP("allusers", "a", false, "every user's jobs (what the token may see)")
 	accounts := fs.StringArrayP("accounts", "A", nil, "only jobs of these `accounts`")
 	brief := fs.BoolP("brief", "b", false, "fields "+sacctBriefFields)
-	fs.BoolP("duplicates", "D", false, "accepted for compatibility (job ids are never reused)")
+	duplicates := fs.BoolP("duplicates", "D", false, "earlier attempts of requeued jobs too")
 	delimiter := fs.String("delimiter", "|", "field `delimiter` for -p and -P")
 	helpFormat := fs.BoolP("helpformat", "e", false, "list the fields --format accepts")
 	endTime := fs.StringP("endtime", "E", "", "end of the time window (default now; see Times above)")
@@ -238,20 +248,32 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 		}
 		c := &fmtCtx{now: now, loc: e.loc, groupName: e.groupName}
 		var shown []api.Job
+		listed := map[uint64]bool{}
 		for i := range resp.Jobs {
 			j := &resp.Jobs[i]
+			listed[j.ID] = true
 			if w.contains(j) && f.match(c, j) {
 				shown = append(shown, *j)
 			}
 		}
-		sortAcct(shown)
+		recs, err := fetchUsageRecords(rctx, client, f, w, shown, listed, *duplicates)
+		if err != nil {
+			return err
+		}
+		items := mergeUsage(shown, listed, recs, func(j *api.Job) bool { return w.contains(j) && f.match(c, j) }, *duplicates)
 		var steps map[uint64][]api.JobStep
 		if !*allocations {
-			if steps, err = fetchSteps(rctx, client, shown); err != nil {
+			var started []api.Job
+			for _, it := range items {
+				if !it.earlier {
+					started = append(started, it.job)
+				}
+			}
+			if steps, err = fetchSteps(rctx, client, started); err != nil {
 				return err
 			}
 		}
-		return printSacct(e, fields, shown, steps, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
+		return printSacct(e, fields, items, steps, now, *asJSON, *allocations, *noHeader, *parsable, *parsable2, *delimiter)
 	}
 }
 
@@ -287,10 +309,10 @@ func fetchSteps(ctx context.Context, c *api.Client, jobs []api.Job) (map[uint64]
 	return steps, nil
 }
 
-func printSacct(e *env, fields []acctField, jobs []api.Job, steps map[uint64][]api.JobStep, now time.Time, asJSON, allocations, noHeader, parsable, parsable2 bool, delimiter string) error {
+func printSacct(e *env, fields []acctField, items []acctItem, steps map[uint64][]api.JobStep, now time.Time, asJSON, allocations, noHeader, parsable, parsable2 bool, delimiter string) error {
 	c := &fmtCtx{now: now, loc: e.loc, groupName: e.groupName}
 	if asJSON {
-		b, err := sacctJSONSteps(c, jobs, steps, allocations)
+		b, err := sacctJSONItems(c, items, steps, allocations)
 		if err != nil {
 			return err
 		}
@@ -301,6 +323,117 @@ func printSacct(e *env, fields []acctField, jobs []api.Job, steps map[uint64][]a
 	if strings.ContainsAny(delimiter, "\n") {
 		return fmt.Errorf("--delimiter may not contain a newline")
 	}
-	fmt.Fprint(e.stdout, renderSacct(c, fields, acctRowsSteps(jobs, steps, allocations), o))
+	fmt.Fprint(e.stdout, renderSacct(c, fields, acctRowsItems(items, steps, allocations), o))
 	return nil
+}
+
+// fetchUsageRecords gets the usage records sacct may show. For named jobs
+// (-j), those of the listed ones that can have one (ended, or requeued
+// with -D) and of those not listed at all, so that polling running jobs
+// costs nothing more; else those that ended in the window, narrowed by
+// one user or account when given. Controllers without a ledger (404), or
+// a user asking for others' records (403), give none: the live job list
+// still answers.
+func fetchUsageRecords(ctx context.Context, c *api.Client, f *sacctFilter, w acctWindow, shown []api.Job, listed map[uint64]bool, duplicates bool) ([]accounting.StoredRecord, error) {
+	if w.states != nil && !slices.ContainsFunc(stateList(w.states), api.JobState.Terminal) {
+		return nil, nil // only pending or running jobs: none has a record of this run
+	}
+	var queries []accounting.RecordQuery
+	if len(f.jobs) > 0 {
+		ids := map[uint64]bool{}
+		for _, s := range f.jobs {
+			if !listed[s.id] {
+				ids[s.id] = true
+			}
+		}
+		for i := range shown {
+			if j := &shown[i]; j.State.Terminal() || (duplicates && j.Restarts > 0) {
+				ids[j.ID] = true
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(ids)) {
+			queries = append(queries, accounting.RecordQuery{JobID: id})
+		}
+	} else {
+		q := accounting.RecordQuery{From: w.start}
+		if users := serverUsers(f.users); len(users) == 1 {
+			q.User = users[0]
+		}
+		if len(f.accounts) == 1 {
+			q.Account = f.accounts[0]
+		}
+		queries = append(queries, q)
+	}
+	var out []accounting.StoredRecord
+	for _, q := range queries {
+		q.Limit = maxRecordPage
+		for {
+			resp, err := accounting.Records(ctx, c, q)
+			if isHTTP(err, http.StatusNotFound, http.StatusForbidden) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s", apiMessage(err))
+			}
+			out = append(out, resp.Records...)
+			if resp.NextAfterSeq == 0 {
+				break
+			}
+			q.AfterSeq = resp.NextAfterSeq
+		}
+	}
+	return out, nil
+}
+
+// mergeUsage pairs listed jobs with the usage record of the attempt they
+// show (their newest record, when it ended when the job did) and adds
+// jobs known only from their records when keep selects them. With
+// duplicates, earlier attempts of requeued jobs come too.
+func mergeUsage(shown []api.Job, listed map[uint64]bool, recs []accounting.StoredRecord, keep func(*api.Job) bool, duplicates bool) []acctItem {
+	byJob := map[uint64][]*accounting.StoredRecord{}
+	seen := map[uint64]bool{}
+	for i := range recs {
+		r := &recs[i]
+		if seen[r.Record.Seq] {
+			continue // asked for twice
+		}
+		seen[r.Record.Seq] = true
+		byJob[r.Record.JobID] = append(byJob[r.Record.JobID], r)
+	}
+	for _, rs := range byJob {
+		slices.SortFunc(rs, func(a, b *accounting.StoredRecord) int { return cmp.Compare(a.Record.Seq, b.Record.Seq) })
+	}
+	var items []acctItem
+	earlier := func(rs []*accounting.StoredRecord, live *api.Job) {
+		if !duplicates {
+			return
+		}
+		for _, r := range rs {
+			if j := recordJob(r, live); live != nil || keep(&j) {
+				items = append(items, acctItem{job: j, rec: r, earlier: true})
+			}
+		}
+	}
+	for i := range shown {
+		j := &shown[i]
+		rs := byJob[j.ID]
+		var cur *accounting.StoredRecord
+		if n := len(rs); n > 0 && j.State.Terminal() && rs[n-1].Record.EndTime.Equal(j.EndTime) {
+			cur, rs = rs[n-1], rs[:n-1]
+		}
+		earlier(rs, j)
+		items = append(items, acctItem{job: withUsage(*j, cur), rec: cur})
+	}
+	for id, rs := range byJob {
+		if listed[id] {
+			continue // listed but not selected, or shown above
+		}
+		n := len(rs)
+		if j := recordJob(rs[n-1], nil); keep(&j) {
+			items = append(items, acctItem{job: j, rec: rs[n-1]})
+		}
+		earlier(rs[:n-1], nil)
+	}
+	sortItems(items)
+	return items
 }

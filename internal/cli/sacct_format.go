@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 )
@@ -40,11 +42,102 @@ const (
 
 // acctRow is one sacct line: a job (allocation), its batch step, or one
 // of its srun steps (srun set; job is then the step seen as a job, with
-// the step's times, state, exit code, nodes and usage).
+// the step's times, state, exit code, nodes and usage). rec is the job
+// attempt's usage record, on job lines that have one.
 type acctRow struct {
 	job  *api.Job
 	step bool
 	srun *api.JobStep
+	rec  *accounting.StoredRecord
+}
+
+// acctItem is one job attempt sacct lists: the job as the controllers
+// list it, or as its usage record tells it (ended jobs they no longer
+// list, earlier attempts of requeued jobs); rec is the attempt's usage
+// record, nil while it runs or when the controllers keep none.
+type acctItem struct {
+	job     api.Job
+	rec     *accounting.StoredRecord
+	earlier bool // an earlier attempt of a requeued job (sacct -D)
+}
+
+// itemsOf lists jobs without usage records.
+func itemsOf(jobs []api.Job) []acctItem {
+	items := make([]acctItem, len(jobs))
+	for i := range jobs {
+		items[i].job = jobs[i]
+	}
+	return items
+}
+
+// withUsage is j with the usage its record bills, which is the source of
+// truth once the job has ended. The record has no RSS figure: MaxRSS
+// falls back to its peak memory (cgroup peak, page cache included).
+func withUsage(j api.Job, rec *accounting.StoredRecord) api.Job {
+	if rec == nil {
+		return j
+	}
+	r := &rec.Record
+	j.Usage.CPUTimeNs = r.CPUMillis * 1e6
+	j.Usage.MaxMemoryB = r.PeakMemoryBytes
+	if j.Usage.MaxRSSB == 0 {
+		j.Usage.MaxRSSB = r.PeakMemoryBytes
+	}
+	j.Usage.BlockReadB, j.Usage.BlockWriteB = r.BlockReadBytes, r.BlockWriteBytes
+	j.Usage.WallTimeNs = r.WallSec * 1e9
+	return j
+}
+
+// recordJob is the job attempt a usage record tells of, over live (the
+// job as listed, nil when not listed): the record has no name, group,
+// CPU count or limits, so a job known only from its record prints those
+// empty or as Slurm's defaults.
+func recordJob(rec *accounting.StoredRecord, live *api.Job) api.Job {
+	r := &rec.Record
+	var j api.Job
+	if live != nil {
+		j = *live
+		j.Usage = api.Usage{}
+	} else {
+		j = api.Job{ID: r.JobID, ArrayJobID: r.ArrayJobID, ArrayTaskID: int(r.ArrayTaskID), User: r.User, Reason: "None",
+			Spec: api.JobSpec{Account: r.Account, Partition: r.Partition, QOS: r.QOS, Image: r.Image, Nodes: max(len(r.Nodes), 1)}}
+		if r.WallSec > 0 && len(r.Nodes) > 0 {
+			j.AllocGPUs = int(r.GPUSeconds / r.WallSec / uint64(len(r.Nodes)))
+			j.Spec.GPUsPerNode = j.AllocGPUs
+		}
+	}
+	j.State = api.JobState(r.State)
+	j.SubmitTime, j.StartTime, j.EndTime = r.SubmitTime, r.StartTime, r.EndTime
+	j.ExitCode, j.ExitSignal = int(r.ExitCode), int(r.ExitSignal)
+	j.Nodes = slices.Clone(r.Nodes)
+	return withUsage(j, rec)
+}
+
+// sortItems orders items as sacct lists jobs, a requeued job's attempts
+// oldest first.
+func sortItems(items []acctItem) {
+	slices.SortStableFunc(items, func(a, b acctItem) int {
+		return cmp.Or(cmp.Compare(arrayJobID(&a.job), arrayJobID(&b.job)), cmp.Compare(a.job.ArrayTaskID, b.job.ArrayTaskID),
+			cmp.Compare(a.job.ID, b.job.ID), cmp.Compare(attemptRank(a), attemptRank(b)))
+	})
+}
+
+// attemptRank puts earlier attempts by seq, then the current one.
+func attemptRank(it acctItem) uint64 {
+	if !it.earlier {
+		return math.MaxUint64
+	}
+	return it.rec.Record.Seq
+}
+
+// recOnly wraps a value of the usage record: job lines that have one.
+func recOnly(f func(r *accounting.StoredRecord) (string, bool)) func(*fmtCtx, acctRow) (string, bool) {
+	return func(_ *fmtCtx, r acctRow) (string, bool) {
+		if r.step || r.rec == nil {
+			return "", false
+		}
+		return f(r.rec)
+	}
 }
 
 // stepAsJob is the job as its srun step s ran it, so that the step line
@@ -424,6 +517,21 @@ var sacctFields = []acctField{
 	{"WCKey", 10, kindStr, nil},
 	{"WCKeyID", 10, kindNum, nil},
 	{"WorkDir", 20, kindStr, jobOnly(func(_ *fmtCtx, j *api.Job) string { return j.Spec.WorkDir })},
+
+	// Stockade extensions, from the job attempt's usage record (empty
+	// until it has one). After Slurm's fields, so that abbreviations keep
+	// meaning what they mean in Slurm.
+	{"Charge", 12, kindNum, recOnly(func(r *accounting.StoredRecord) (string, bool) { return some(formatMicro(r.Record.Charge)) })},
+	{"Currency", 8, kindStr, recOnly(func(r *accounting.StoredRecord) (string, bool) { return some(r.Record.Currency) })},
+	{"PriceVersion", 12, kindNum, recOnly(func(r *accounting.StoredRecord) (string, bool) {
+		return some(strconv.FormatUint(r.Record.PriceVersion, 10))
+	})},
+	{"Epoch", 8, kindNum, recOnly(func(r *accounting.StoredRecord) (string, bool) {
+		return strconv.FormatUint(r.Epoch, 10), r.Epoch != 0 // empty until sealed
+	})},
+	{"RecordSeq", 10, kindNum, recOnly(func(r *accounting.StoredRecord) (string, bool) { return some(strconv.FormatUint(r.Record.Seq, 10)) })},
+	{"RecordHash", 66, kindStr, recOnly(func(r *accounting.StoredRecord) (string, bool) { return some(r.Hash.String()) })},
+	{"Settlement", 10, kindStr, recOnly(func(r *accounting.StoredRecord) (string, bool) { return some(r.Settlement) })},
 }
 
 // sacctAliases are other names Slurm accepts for a field.
@@ -569,14 +677,23 @@ func acctRows(jobs []api.Job, allocationsOnly bool) []acctRow {
 // acctRowsSteps is acctRows with each started job's srun steps (by job id)
 // after its batch step, in step order.
 func acctRowsSteps(jobs []api.Job, steps map[uint64][]api.JobStep, allocationsOnly bool) []acctRow {
+	return acctRowsItems(itemsOf(jobs), steps, allocationsOnly)
+}
+
+// acctRowsItems is acctRowsSteps over job attempts; an earlier attempt
+// has its batch step but no srun steps (those are the current one's).
+func acctRowsItems(items []acctItem, steps map[uint64][]api.JobStep, allocationsOnly bool) []acctRow {
 	var rows []acctRow
-	for i := range jobs {
-		j := &jobs[i]
-		rows = append(rows, acctRow{job: j})
+	for i := range items {
+		j := &items[i].job
+		rows = append(rows, acctRow{job: j, rec: items[i].rec})
 		if allocationsOnly || j.StartTime.IsZero() {
 			continue
 		}
 		rows = append(rows, acctRow{job: j, step: true})
+		if items[i].earlier {
+			continue
+		}
 		for _, s := range sortedSteps(steps[j.ID]) {
 			rows = append(rows, acctRow{job: stepAsJob(j, s), step: true, srun: s})
 		}
@@ -698,6 +815,8 @@ type acctJob struct {
 		Requested []acctTRES `json:"requested"`
 	} `json:"tres"`
 	Steps []acctStep `json:"steps"`
+	// UsageRecord is the attempt's usage record (a Stockade extension).
+	UsageRecord *accounting.StoredRecord `json:"usage_record,omitempty"`
 }
 
 func nsTime(ns uint64) acctCPUTime {
@@ -809,16 +928,22 @@ func acctStepJSON(c *fmtCtx, j *api.Job, st *api.JobStep) acctStep {
 
 // sacctJSONSteps is sacctJSON with the jobs' srun steps (by job id).
 func sacctJSONSteps(c *fmtCtx, jobs []api.Job, steps map[uint64][]api.JobStep, allocationsOnly bool) ([]byte, error) {
+	return sacctJSONItems(c, itemsOf(jobs), steps, allocationsOnly)
+}
+
+// sacctJSONItems is sacctJSONSteps over job attempts, each with its usage
+// record.
+func sacctJSONItems(c *fmtCtx, items []acctItem, steps map[uint64][]api.JobStep, allocationsOnly bool) ([]byte, error) {
 	out := struct {
 		Jobs []acctJob `json:"jobs"`
 	}{Jobs: []acctJob{}}
-	for i := range jobs {
-		j := &jobs[i]
+	for i := range items {
+		j := &items[i].job
 		o := acctJob{
 			JobID: j.ID, Name: j.Spec.Name, User: j.User, Group: c.group(j.GID), Account: j.Spec.Account,
 			Partition: j.Spec.Partition, QOS: j.Spec.QOS, ExitCode: acctExitOf(j), DerivedExitCode: acctExitOf(j),
 			Nodes: jobNodeList(j), AllocationNodes: len(j.Nodes), Priority: j.Priority, Restarts: j.Restarts,
-			WorkDir: j.Spec.WorkDir, Comment: j.Spec.Comment, Steps: []acctStep{},
+			WorkDir: j.Spec.WorkDir, Comment: j.Spec.Comment, Steps: []acctStep{}, UsageRecord: items[i].rec,
 		}
 		if isArrayTask(j) {
 			o.Array.JobID = j.ArrayJobID
@@ -840,7 +965,11 @@ func sacctJSONSteps(c *fmtCtx, jobs []api.Job, steps map[uint64][]api.JobStep, a
 		if !allocationsOnly && !j.StartTime.IsZero() {
 			o.Steps = append(o.Steps, acctStepOf(acctRow{job: j, step: true}, strconv.FormatUint(j.ID, 10)+".batch", "batch",
 				acctTimeOf(j, j.SubmitTime, c.now), []string{firstNodeName(j)}, 1))
-			for _, st := range sortedSteps(steps[j.ID]) {
+			var srun []*api.JobStep
+			if !items[i].earlier { // the srun steps are the current attempt's
+				srun = sortedSteps(steps[j.ID])
+			}
+			for _, st := range srun {
 				o.Steps = append(o.Steps, acctStepJSON(c, j, st))
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,8 +20,11 @@ func statusCommand(e *env) *cobra.Command {
 		Short: "Show the controllers, the Raft state and the cluster's load",
 		Long: `Shows the controllers (the leader marked *), the Raft applied and commit
 indexes, how long ago the serving controller heard from the leader, nodes
-by state, jobs by state and the queue depth. Exits 1 when no leader is
-elected. --json prints the API's status document.`,
+by state, jobs by state, the queue depth and the usage ledger: records,
+those not sealed into an epoch yet, the last sealed and anchored epochs
+and how far anchoring lags (a WARNING line when it lags by more than
+` + anchorLagWarn.String() + `). Exits 1 when no leader is elected. --json
+prints the API's status document.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			client, err := e.client()
@@ -128,7 +132,45 @@ func formatStatus(st *api.Status) string {
 	fmt.Fprintf(&b, "Nodes:        %s\n", countLine(st.NodesByState, nodeStateOrder))
 	fmt.Fprintf(&b, "Jobs:         %s\n", countLine(st.JobsByState, jobStateOrder))
 	fmt.Fprintf(&b, "Queue depth:  %d\n", st.QueueDepth)
+	b.WriteString("\n")
+	formatAcctStatus(&b, st)
 	return trimLines(b.String())
+}
+
+// anchorLagWarn is the anchoring lag status warns about: an epoch is
+// anchored seconds after it is sealed, so this long means anchoring is
+// stuck (chain unreachable, anchoring account out of funds, ...).
+const anchorLagWarn = 30 * time.Minute
+
+// formatAcctStatus renders the usage ledger's part of the status.
+func formatAcctStatus(b *strings.Builder, st *api.Status) {
+	fmt.Fprintf(b, "Accounting:   %d usage records, %d not sealed yet\n", st.AcctRecords, st.AcctUnsealedRecords)
+	if st.AcctLastSealedEpoch == 0 {
+		b.WriteString("Epochs:       none sealed yet\n")
+		return
+	}
+	fmt.Fprintf(b, "Epochs:       last sealed %d, last anchored %d\n", st.AcctLastSealedEpoch, st.AcctLastAnchoredEpoch)
+	if st.AcctUnanchoredEpochs == 0 {
+		b.WriteString("Anchoring:    up to date\n")
+		return
+	}
+	lag := time.Duration(st.AcctAnchorLagSec) * time.Second
+	waiting := fmt.Sprintf("%d epochs waiting", st.AcctUnanchoredEpochs)
+	if st.AcctUnanchoredEpochs == 1 {
+		waiting = "1 epoch waiting"
+	}
+	since := ""
+	if !st.AcctOldestUnanchoredSealedAt.IsZero() {
+		since = " since " + st.AcctOldestUnanchoredSealedAt.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(b, "Anchoring:    %s%s (lag %s)\n", waiting, since, lag)
+	if st.AcctAnchorError != "" {
+		fmt.Fprintf(b, "Anchor error: %s\n", st.AcctAnchorError)
+	}
+	if lag >= anchorLagWarn {
+		fmt.Fprintf(b, "WARNING:      anchoring lags %s behind sealing (epochs %d..%d waiting): see the leader's log for the chain endpoint's errors and the anchoring account's funds\n",
+			lag, st.AcctLastAnchoredEpoch+1, st.AcctLastSealedEpoch)
+	}
 }
 
 // trimLines drops the trailing blanks tabwriter leaves after empty cells.

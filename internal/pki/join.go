@@ -33,6 +33,7 @@ type JoinRequest struct {
 type Joined struct {
 	Key, Cert, CACert []byte
 	CAKey             []byte // controllers only
+	AnchorKey         []byte // controllers only: the cluster's anchoring key, if it has one
 	JoinTokens        []byte // controllers only: join-tokens.json contents
 }
 
@@ -82,7 +83,7 @@ func Join(ctx context.Context, r JoinRequest) (*Joined, error) {
 	if _, err := NewIdentity(resp.Certificate, keyPEM, resp.CACert); err != nil {
 		return nil, fmt.Errorf("join answer: %w", err)
 	}
-	j := &Joined{Key: keyPEM, Cert: resp.Certificate, CACert: resp.CACert, CAKey: resp.CAKey, JoinTokens: resp.JoinTokens}
+	j := &Joined{Key: keyPEM, Cert: resp.Certificate, CACert: resp.CACert, CAKey: resp.CAKey, AnchorKey: resp.AnchorKey, JoinTokens: resp.JoinTokens}
 	if r.RaftAddr != "" {
 		if len(j.CAKey) == 0 || len(j.JoinTokens) == 0 {
 			return nil, errors.New("join answer: controller join without the CA key or join tokens")

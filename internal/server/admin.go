@@ -269,6 +269,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, c *caller)
 		resp.JobsByState[string(j.State)]++
 	}
 	resp.QueueDepth = resp.JobsByState[string(api.JobPending)]
+	acctStatus(snap, &resp, time.Now())
+	s.anchorStatus(&resp)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -36,7 +36,13 @@ Agents with a TPM enroll instead of using a join token. Their EK certificate
 is checked against --tpm-ca-bundle, a PEM file of the TPM vendors' EK CA
 certificates; the bundle is not replicated, so give every controller the
 same file (any of them may become the leader, which does the checking).
-EKs without a verifiable certificate can be approved by an administrator.`,
+EKs without a verifiable certificate can be approved by an administrator.
+
+Sealed accounting epochs are anchored on the chain of the [chain] section
+of --config, signed with the cluster's anchoring key (anchor-key, 0600,
+made at bootstrap and given to controllers as they join). Without
+rpc_url, one controller runs an embedded development chain: with
+--dev-chain=auto the one that bootstrapped the cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -85,6 +91,7 @@ EKs without a verifiable certificate can be approved by an administrator.`,
 	f.DurationVar(&opts.NodeTimeout, "node-timeout", DefaultNodeTimeout, "mark a node DOWN after this long without a heartbeat")
 	f.StringSliceVar(&opts.TLSNames, "tls-san", nil, "extra host names or IPs for this controller's certificate")
 	f.StringVar(&opts.TPMCABundle, "tpm-ca-bundle", "", "PEM file of TPM manufacturers' EK CA certificates for attestation (give every controller the same file)")
+	f.StringVar((*string)(&opts.DevChain), "dev-chain", string(DevChainAuto), "run the embedded dev chain here when [chain] uses it: auto (if this controller bootstrapped the cluster), on or off")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

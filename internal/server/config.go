@@ -1,16 +1,20 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 	"github.com/stockade-hpc/stockade/internal/sbatch"
@@ -67,13 +71,48 @@ import (
 //	grace_time = 120                  # seconds, or a Slurm time
 //	usage_factor = 1.0
 //
+//	[accounting]                      # the usage ledger (/v1/acct)
+//	interval = "10m"                  # seal an epoch this long after the last one
+//	max_records = 10000               # or as soon as this many records are unsealed
+//	[accounting.prices]               # micro-units of currency; unset keys keep the defaults
+//	currency = "credit"
+//	cpu_hour = 1000000                # per CPU-hour of CPU time
+//	mem_gb_hour = 100000              # per GiB-hour of peak memory
+//	gpu_hour = 20000000               # per allocated GPU-hour
+//	[accounting.prices.split]         # basis points, summing to 10000
+//	node_operator = 7000
+//	cluster_operator = 2500
+//	image_publisher = 500
+//	charity = 0
+//	[accounting.beneficiaries]
+//	cluster_operator = "cluster"      # also paid every unfilled share
+//	charity = ""
+//	node_operators = { gpu1 = "op:alice" }            # node → beneficiary
+//	image_publishers = { "ghcr.io/acme/" = "pub:acme" } # image prefix → beneficiary
+//
+//	[chain]                           # where epochs are anchored; default: the embedded dev chain
+//	rpc_url = "https://node:8545"     # a chain node's JSON-RPC URL (http, https, ws, wss)
+//	chain_id = 1                      # the node must be on this chain; 0: whichever it is
+//	contract = "0x…"                  # the anchor contract; empty: the leader deploys one and records it
+//	key_file = "/etc/stockade/anchor.key" # the contract owner's key (hex, 0600); default: the cluster's
+//	dev = true                        # the embedded dev chain (the default without rpc_url)
+//	dev_http = "127.0.0.1:8545"       # its JSON-RPC address; default: the API's listen host, port 8545
+//	dev_period = "0s"                 # its block interval, whole seconds; 0: a block per transaction
+//
 // Times may also be integers (minutes, as in slurm.conf). Unknown keys are
 // errors. The leader applies the partitions, the scheduler table and the
 // QoS whenever they differ from the replicated state, so every controller
 // should be given the same file; QoS not in the file are managed with
 // sacctmgr. The default QoS always exists: the leader creates it when
-// missing. Without --config the cluster has one default partition "batch"
-// holding every registered node, and the default scheduler configuration.
+// missing. The [accounting] prices and beneficiaries are applied as a new
+// price version when the file's content differs from what the file last
+// applied, so a later change by an admin (POST /v1/acct/prices) stands
+// until the file changes. Without --config the cluster has one default
+// partition "batch" holding every registered node, the default scheduler
+// configuration and the default prices. The cluster's anchoring key
+// (anchor-key in the data directory, made at bootstrap and given to every
+// controller that joins) signs the anchors unless key_file names another;
+// the dev chain runs on one controller only (see Options.DevChain).
 type Config struct {
 	ClusterName string
 	Partitions  []PartitionConfig
@@ -81,6 +120,51 @@ type Config struct {
 	Scheduler api.SchedConfig
 	// QOS are the [[qos]] tables.
 	QOS []api.QOS
+	// Accounting is the [accounting] table.
+	Accounting AcctConfig
+	// Chain is the [chain] table.
+	Chain ChainConfig
+}
+
+// ChainConfig is the [chain] table: an external chain (RPCURL) or the
+// embedded dev chain (Dev), never both.
+type ChainConfig struct {
+	RPCURL   string
+	ChainID  uint64 // 0: the node's
+	Contract string // "": deploy one and record it
+	KeyFile  string // "": the cluster's anchoring key
+	Dev      bool
+	// DevHTTP is the dev chain's JSON-RPC address; "": the API's listen
+	// host, port DefaultDevChainPort.
+	DevHTTP   string
+	DevPeriod time.Duration
+}
+
+// DefaultDevChainPort is the dev chain's JSON-RPC port when dev_http does
+// not say (geth's).
+const DefaultDevChainPort = 8545
+
+// AcctConfig is the [accounting] table.
+type AcctConfig struct {
+	// Interval and MaxRecords say when the leader seals an epoch: once
+	// Interval has passed since the last seal, or as soon as MaxRecords
+	// records are unsealed (also the most one epoch holds).
+	Interval   time.Duration
+	MaxRecords int
+	// Prices and Beneficiaries are nil when the file leaves them out.
+	Prices        *accounting.PriceTable
+	Beneficiaries *accounting.Beneficiaries
+}
+
+// Sealing defaults and bounds.
+const (
+	defaultSealInterval = 10 * time.Minute
+	defaultSealRecords  = 10000
+	maxSealRecords      = 1_000_000
+)
+
+func defaultAcctConfig() AcctConfig {
+	return AcctConfig{Interval: defaultSealInterval, MaxRecords: defaultSealRecords}
 }
 
 // PartitionConfig is one [[partitions]] table. Partition.Nodes is the
@@ -95,7 +179,7 @@ func DefaultConfig() *Config {
 	return &Config{ClusterName: "stockade", Partitions: []PartitionConfig{{
 		Partition: api.Partition{Name: "batch", Default: true, Up: true},
 		AllNodes:  true,
-	}}, Scheduler: api.DefaultSchedConfig()}
+	}}, Scheduler: api.DefaultSchedConfig(), Accounting: defaultAcctConfig(), Chain: ChainConfig{Dev: true}}
 }
 
 // LoadConfig reads and parses a config file.
@@ -124,15 +208,28 @@ func ParseConfig(data []byte) (*Config, error) {
 		Partitions  []map[string]any `toml:"partitions"`
 		Scheduler   toml.Primitive   `toml:"scheduler"`
 		QOS         []map[string]any `toml:"qos"`
+		Accounting  toml.Primitive   `toml:"accounting"`
+		Chain       toml.Primitive   `toml:"chain"`
 	}
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
 		return nil, oneLine(err)
 	}
-	c := &Config{ClusterName: "stockade", Scheduler: api.DefaultSchedConfig()}
+	c := &Config{ClusterName: "stockade", Scheduler: api.DefaultSchedConfig(), Accounting: defaultAcctConfig(),
+		Chain: ChainConfig{Dev: true}}
 	if md.IsDefined("scheduler") {
 		if err := md.PrimitiveDecode(raw.Scheduler, &c.Scheduler); err != nil {
 			return nil, fmt.Errorf("scheduler: %w", oneLine(err))
+		}
+	}
+	if md.IsDefined("accounting") {
+		if c.Accounting, err = parseAcct(md, raw.Accounting); err != nil {
+			return nil, err
+		}
+	}
+	if md.IsDefined("chain") {
+		if c.Chain, err = parseChain(md, raw.Chain); err != nil {
+			return nil, err
 		}
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -575,4 +672,209 @@ func partitionsEqual(want []api.Partition, have []*api.Partition) bool {
 		}
 	}
 	return true
+}
+
+// acctTOML is the [accounting] table as written; nil means unset.
+type acctTOML struct {
+	Interval   *string `toml:"interval"`
+	MaxRecords *int64  `toml:"max_records"`
+	Prices     *struct {
+		Currency  *string `toml:"currency"`
+		CPUHour   *int64  `toml:"cpu_hour"`
+		MemGBHour *int64  `toml:"mem_gb_hour"`
+		GPUHour   *int64  `toml:"gpu_hour"`
+		Split     *struct {
+			NodeOperator    *int64 `toml:"node_operator"`
+			ClusterOperator *int64 `toml:"cluster_operator"`
+			ImagePublisher  *int64 `toml:"image_publisher"`
+			Charity         *int64 `toml:"charity"`
+		} `toml:"split"`
+	} `toml:"prices"`
+	Beneficiaries *struct {
+		ClusterOperator *string           `toml:"cluster_operator"`
+		Charity         *string           `toml:"charity"`
+		NodeOperators   map[string]string `toml:"node_operators"`
+		ImagePublishers map[string]string `toml:"image_publishers"`
+	} `toml:"beneficiaries"`
+}
+
+// parseAcct reads the [accounting] table over the defaults; unknown keys
+// are left for the caller's md.Undecoded check.
+func parseAcct(md toml.MetaData, prim toml.Primitive) (AcctConfig, error) {
+	ac := defaultAcctConfig()
+	var raw acctTOML
+	if err := md.PrimitiveDecode(prim, &raw); err != nil {
+		return ac, fmt.Errorf("accounting: %w", oneLine(err))
+	}
+	if raw.Interval != nil {
+		d, err := time.ParseDuration(*raw.Interval)
+		if err != nil || d < time.Second {
+			return ac, fmt.Errorf("accounting.interval: %q is not a duration of at least 1s (such as \"10m\")", *raw.Interval)
+		}
+		ac.Interval = d
+	}
+	if raw.MaxRecords != nil {
+		if n := *raw.MaxRecords; n < 1 || n > maxSealRecords {
+			return ac, fmt.Errorf("accounting.max_records: %d is not 1..%d", n, maxSealRecords)
+		}
+		ac.MaxRecords = int(*raw.MaxRecords)
+	}
+	def := accounting.DefaultPriceSet()
+	if rp := raw.Prices; rp != nil {
+		p := def.Prices
+		setStr(&p.Currency, rp.Currency)
+		setInt(&p.CPUHour, rp.CPUHour)
+		setInt(&p.MemGBHour, rp.MemGBHour)
+		setInt(&p.GPUHour, rp.GPUHour)
+		if sp := rp.Split; sp != nil {
+			for _, f := range []struct {
+				name string
+				v    *int64
+				dst  *uint32
+			}{{"node_operator", sp.NodeOperator, &p.Split.NodeOperator}, {"cluster_operator", sp.ClusterOperator, &p.Split.ClusterOperator},
+				{"image_publisher", sp.ImagePublisher, &p.Split.ImagePublisher}, {"charity", sp.Charity, &p.Split.Charity}} {
+				if f.v == nil {
+					continue
+				}
+				if *f.v < 0 || *f.v > 10000 {
+					return ac, fmt.Errorf("accounting.prices.split.%s: %d is not 0..10000 basis points", f.name, *f.v)
+				}
+				*f.dst = uint32(*f.v)
+			}
+		}
+		if err := p.Validate(); err != nil {
+			return ac, fmt.Errorf("accounting.prices.%w", err)
+		}
+		ac.Prices = &p
+	}
+	if rb := raw.Beneficiaries; rb != nil {
+		b := def.Beneficiaries
+		setStr(&b.ClusterOperator, rb.ClusterOperator)
+		setStr(&b.Charity, rb.Charity)
+		b.NodeOperators, b.ImagePublishers = rb.NodeOperators, rb.ImagePublishers
+		ps := accounting.PriceSet{Prices: def.Prices, Beneficiaries: b}
+		if err := raftstore.ValidatePriceSet(&ps); err != nil {
+			var fe *raftstore.FieldError
+			if errors.As(err, &fe) {
+				return ac, fmt.Errorf("accounting.%s: %s", fe.Field, fe.Msg)
+			}
+			return ac, fmt.Errorf("accounting.beneficiaries: %w", err)
+		}
+		ac.Beneficiaries = &b
+	}
+	return ac, nil
+}
+
+func setStr(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setInt(dst *int64, v *int64) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// chainTOML is the [chain] table as written; nil means unset.
+type chainTOML struct {
+	RPCURL    *string `toml:"rpc_url"`
+	ChainID   *int64  `toml:"chain_id"`
+	Contract  *string `toml:"contract"`
+	KeyFile   *string `toml:"key_file"`
+	Dev       *bool   `toml:"dev"`
+	DevHTTP   *string `toml:"dev_http"`
+	DevPeriod any     `toml:"dev_period"` // "5s", or whole seconds
+}
+
+// parseChain reads the [chain] table. The keys of one kind of chain are
+// errors with the other, so a file cannot look like it anchors somewhere
+// it does not.
+func parseChain(md toml.MetaData, prim toml.Primitive) (ChainConfig, error) {
+	var cc ChainConfig
+	var raw chainTOML
+	if err := md.PrimitiveDecode(prim, &raw); err != nil {
+		return cc, fmt.Errorf("chain: %w", oneLine(err))
+	}
+	setStr(&cc.RPCURL, raw.RPCURL)
+	setStr(&cc.Contract, raw.Contract)
+	setStr(&cc.KeyFile, raw.KeyFile)
+	setStr(&cc.DevHTTP, raw.DevHTTP)
+	if cc.RPCURL != "" {
+		if err := raftstore.ValidateChain(&accounting.ChainInfo{RPCURL: cc.RPCURL, Contract: cc.Contract}); err != nil {
+			var fe *raftstore.FieldError
+			if errors.As(err, &fe) {
+				return cc, fmt.Errorf("chain.%s: %s", fe.Field, fe.Msg)
+			}
+			return cc, fmt.Errorf("chain: %w", err)
+		}
+	}
+	if raw.ChainID != nil {
+		if *raw.ChainID < 0 {
+			return cc, fmt.Errorf("chain.chain_id: %d is not a chain id (0: the node's)", *raw.ChainID)
+		}
+		cc.ChainID = uint64(*raw.ChainID)
+	}
+	cc.Dev = cc.RPCURL == ""
+	if raw.Dev != nil {
+		if *raw.Dev && cc.RPCURL != "" {
+			return cc, errors.New("chain.dev: true with rpc_url: anchor on the external chain or on the dev chain, not both")
+		}
+		cc.Dev = *raw.Dev
+	}
+	if cc.RPCURL == "" {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{{"chain_id", raw.ChainID != nil}, {"contract", raw.Contract != nil}, {"key_file", raw.KeyFile != nil}} {
+			if k.set {
+				return cc, fmt.Errorf("chain.%s: only with rpc_url (the dev chain's are recorded by the controller running it)", k.name)
+			}
+		}
+	}
+	if !cc.Dev {
+		if raw.DevHTTP != nil || raw.DevPeriod != nil {
+			return cc, errors.New("chain.dev_http: dev_http and dev_period configure the dev chain (dev = true)")
+		}
+		return cc, nil
+	}
+	if raw.DevHTTP != nil {
+		if err := checkDevHTTP(cc.DevHTTP); err != nil {
+			return cc, fmt.Errorf("chain.dev_http: %w", err)
+		}
+	}
+	switch p := raw.DevPeriod.(type) {
+	case nil:
+	case int64:
+		if p < 0 || p > 3600 {
+			return cc, fmt.Errorf("chain.dev_period: %d is not 0..3600 seconds", p)
+		}
+		cc.DevPeriod = time.Duration(p) * time.Second
+	case string:
+		d, err := time.ParseDuration(p)
+		if err != nil || d < 0 || d > time.Hour || d%time.Second != 0 {
+			return cc, fmt.Errorf("chain.dev_period: %q is not whole seconds up to 1h (such as \"5s\")", p)
+		}
+		cc.DevPeriod = d
+	default:
+		return cc, fmt.Errorf("chain.dev_period: want a duration such as \"5s\", got %v", quoteAny(p))
+	}
+	return cc, nil
+}
+
+// checkDevHTTP accepts IP:port and localhost:port: the dev chain answers
+// only requests whose Host is an IP address or localhost.
+func checkDevHTTP(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not 0..65535", addr, port)
+	}
+	if net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("%q: give an IP address (or localhost), which the dev chain accepts as a Host", addr)
+	}
+	return nil
 }

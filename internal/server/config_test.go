@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 )
 
@@ -279,6 +280,7 @@ func TestCommandFlags(t *testing.T) {
 		{"node-timeout", "10s"},
 		{"tls-san", "[]"},
 		{"log-level", "info"},
+		{"dev-chain", "auto"},
 	}
 	for _, tc := range tests {
 		f := cmd.Flags().Lookup(tc.flag)
@@ -408,5 +410,150 @@ func TestParseConfigPolicyErrors(t *testing.T) {
 				t.Errorf("error %q spans lines", err)
 			}
 		})
+	}
+}
+
+func TestParseConfigAccounting(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+[accounting]
+interval = "90s"
+max_records = 500
+[accounting.prices]
+currency = "EUR"
+cpu_hour = 20000
+[accounting.prices.split]
+node_operator = 6000
+cluster_operator = 3000
+image_publisher = 500
+charity = 500
+[accounting.beneficiaries]
+cluster_operator = "op:hpc"
+charity = "charity:wikimedia"
+node_operators = { gpu1 = "op:alice", "node[2]" = "op:bob" }
+image_publishers = { "ghcr.io/acme/" = "pub:acme" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := c.Accounting
+	want := accounting.PriceTable{Version: 1, Currency: "EUR", CPUHour: 20000, MemGBHour: 100_000, GPUHour: 20_000_000,
+		Split: accounting.Split{NodeOperator: 6000, ClusterOperator: 3000, ImagePublisher: 500, Charity: 500}}
+	if ac.Interval != 90*time.Second || ac.MaxRecords != 500 || ac.Prices == nil || *ac.Prices != want {
+		t.Errorf("accounting %+v prices %+v", ac, ac.Prices)
+	}
+	if b := ac.Beneficiaries; b == nil || b.ClusterOperator != "op:hpc" || b.Charity != "charity:wikimedia" ||
+		b.NodeOperators["node[2]"] != "op:bob" || b.ImagePublishers["ghcr.io/acme/"] != "pub:acme" {
+		t.Errorf("beneficiaries %+v", ac.Beneficiaries)
+	}
+
+	// Defaults: sealing every 10 minutes or 10000 records, prices left to
+	// the state (nil).
+	for _, text := range []string{"", "[accounting]\n"} {
+		c, err := ParseConfig([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := c.Accounting; a.Interval != 10*time.Minute || a.MaxRecords != 10000 || a.Prices != nil || a.Beneficiaries != nil {
+			t.Errorf("%q: accounting %+v", text, a)
+		}
+	}
+	if a := DefaultConfig().Accounting; a.Interval != 10*time.Minute || a.MaxRecords != 10000 {
+		t.Errorf("default config accounting %+v", a)
+	}
+	// An unset split keeps the default one.
+	c, err = ParseConfig([]byte("[accounting.prices]\ngpu_hour = 5\n"))
+	if err != nil || c.Accounting.Prices.GPUHour != 5 || c.Accounting.Prices.Split != accounting.DefaultPriceSet().Prices.Split {
+		t.Errorf("partial prices %+v %v", c.Accounting.Prices, err)
+	}
+}
+
+func TestParseConfigAccountingErrors(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"[accounting]\ninterval = \"soon\"", "accounting.interval:"},
+		{"[accounting]\ninterval = \"10ms\"", "accounting.interval:"},
+		{"[accounting]\nmax_records = 0", "accounting.max_records:"},
+		{"[accounting]\nmax_records = 2000000", "accounting.max_records:"},
+		{"[accounting]\nbogus = 1", "accounting.bogus: unknown key"},
+		{"[accounting.prices]\ncpu_hour = -1", "accounting.prices.cpu_hour: negative"},
+		{"[accounting.prices]\ncurrency = \"\"", "accounting.prices.currency: empty"},
+		{"[accounting.prices]\nbogus = 1", "accounting.prices.bogus: unknown key"},
+		{"[accounting.prices.split]\ncharity = 100", "accounting.prices.split: basis points sum to 10100"},
+		{"[accounting.prices.split]\ncharity = -1", "accounting.prices.split.charity:"},
+		{"[accounting.prices]\ncpu_hour = \"1\"", "accounting:"},
+		{"[accounting.beneficiaries]\ncluster_operator = \"\"", "accounting.beneficiaries: cluster_operator: empty"},
+		{"[accounting.beneficiaries]\nnode_operators = { n1 = \"\" }", "accounting.beneficiaries.node_operators:"},
+	}
+	for _, tc := range tests {
+		_, err := ParseConfig([]byte(tc.text))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%q: error %v, want %q...", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestParseConfigChain(t *testing.T) {
+	tests := []struct {
+		text string
+		want ChainConfig
+	}{
+		// No section, or an empty one: the embedded dev chain.
+		{"", ChainConfig{Dev: true}},
+		{"[chain]\n", ChainConfig{Dev: true}},
+		{"[chain]\ndev_http = \"127.0.0.1:7745\"\ndev_period = \"2s\"\n", ChainConfig{Dev: true, DevHTTP: "127.0.0.1:7745", DevPeriod: 2 * time.Second}},
+		{"[chain]\ndev = true\ndev_http = \"localhost:0\"\ndev_period = 3\n", ChainConfig{Dev: true, DevHTTP: "localhost:0", DevPeriod: 3 * time.Second}},
+		// No chain at all: epochs are sealed, never anchored.
+		{"[chain]\ndev = false\n", ChainConfig{}},
+		// An external chain: dev is off unless said, and then an error.
+		{`[chain]
+rpc_url = "https://rpc.example.org:8545/v1"
+chain_id = 11155111
+contract = "0x00000000000000000000000000000000000000aA"
+key_file = "/etc/stockade/anchor.key"
+`, ChainConfig{RPCURL: "https://rpc.example.org:8545/v1", ChainID: 11155111, Contract: "0x00000000000000000000000000000000000000aA",
+			KeyFile: "/etc/stockade/anchor.key"}},
+		{"[chain]\nrpc_url = \"ws://10.0.0.5:8546\"\ndev = false\n", ChainConfig{RPCURL: "ws://10.0.0.5:8546"}},
+	}
+	for _, tc := range tests {
+		c, err := ParseConfig([]byte(tc.text))
+		if err != nil {
+			t.Errorf("%q: %v", tc.text, err)
+			continue
+		}
+		if c.Chain != tc.want {
+			t.Errorf("%q: chain %+v, want %+v", tc.text, c.Chain, tc.want)
+		}
+	}
+	if d := DefaultConfig().Chain; d != (ChainConfig{Dev: true}) {
+		t.Errorf("default config chain %+v", d)
+	}
+}
+
+func TestParseConfigChainErrors(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"[chain]\nrpc_url = \"node:8545\"", "chain.rpc_url:"},
+		{"[chain]\nrpc_url = \"ftp://node:8545\"", "chain.rpc_url: scheme"},
+		{"[chain]\nrpc_url = \"http://n:1\"\ncontract = \"0x12\"", "chain.contract:"},
+		{"[chain]\nrpc_url = \"http://n:1\"\nchain_id = -1", "chain.chain_id:"},
+		{"[chain]\nrpc_url = \"http://n:1\"\ndev = true", "chain.dev: true with rpc_url"},
+		{"[chain]\nrpc_url = \"http://n:1\"\ndev_http = \"127.0.0.1:1\"", "chain.dev_http:"},
+		{"[chain]\ncontract = \"0x00000000000000000000000000000000000000aa\"", "chain.contract: only with rpc_url"},
+		{"[chain]\nkey_file = \"/k\"", "chain.key_file: only with rpc_url"},
+		{"[chain]\nchain_id = 5", "chain.chain_id: only with rpc_url"},
+		{"[chain]\ndev = false\ndev_period = \"1s\"", "chain.dev_http:"},
+		{"[chain]\ndev_http = \"8545\"", "chain.dev_http:"},
+		{"[chain]\ndev_http = \"node1:8545\"", "chain.dev_http:"},
+		{"[chain]\ndev_http = \"127.0.0.1:99999\"", "chain.dev_http:"},
+		{"[chain]\ndev_period = \"1.5s\"", "chain.dev_period:"},
+		{"[chain]\ndev_period = \"-1s\"", "chain.dev_period:"},
+		{"[chain]\ndev_period = 7200", "chain.dev_period:"},
+		{"[chain]\ndev_period = true", "chain.dev_period:"},
+		{"[chain]\ndev = \"yes\"", "chain:"},
+		{"[chain]\nrpc = \"http://n:1\"", "chain.rpc: unknown key"},
+	}
+	for _, tc := range tests {
+		_, err := ParseConfig([]byte(tc.text))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%q: error %v, want %q...", tc.text, err, tc.want)
+		}
 	}
 }

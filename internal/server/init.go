@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stockade-hpc/stockade/accounting/chain"
 	"github.com/stockade-hpc/stockade/internal/auth"
 	"github.com/stockade-hpc/stockade/internal/pki"
 )
@@ -186,8 +187,47 @@ func (s *Server) bootstrapFiles() error {
 		}
 		s.log.Info("wrote admin token (user root)", "file", s.path(fileAdminToken))
 	}
+	if err := s.newAnchorKey(); err != nil {
+		return err
+	}
 	s.log.Info("bootstrapped a new cluster", "cluster", s.cfg.ClusterName, "ca", s.path(fileCA))
 	return s.loadIdentity()
+}
+
+// newAnchorKey creates the cluster's anchoring key unless it exists: the
+// account that owns the anchor contract. Like the CA key it goes to every
+// controller that joins, so that whichever leads can anchor. The log
+// names the file and the account, never the key.
+func (s *Server) newAnchorKey() error {
+	if exists(s.path(fileAnchorKey)) {
+		return nil
+	}
+	account, err := chain.GenerateKeyFile(s.path(fileAnchorKey))
+	if err != nil {
+		return err
+	}
+	s.log.Info("wrote the cluster's anchoring key", "file", s.path(fileAnchorKey), "account", account.Hex())
+	return nil
+}
+
+// ensureAnchorKey gives the member that bootstrapped a cluster made before
+// anchoring existed its anchoring key. Controllers that joined such a
+// cluster have none until they join again; see anchorTarget.
+func (s *Server) ensureAnchorKey() error {
+	if exists(s.path(fileAnchorKey)) || !s.bootstrapMember() {
+		return nil
+	}
+	return s.newAnchorKey()
+}
+
+// bootstrapMember reports whether this controller created the cluster.
+func (s *Server) bootstrapMember() bool {
+	data, err := os.ReadFile(s.path(fileClusterState))
+	if err != nil {
+		return s.opts.Bootstrap
+	}
+	var cs clusterState
+	return json.Unmarshal(data, &cs) == nil && cs.Bootstrapped
 }
 
 func (s *Server) issueOwnCert(ca *pki.CA) error {
@@ -249,8 +289,29 @@ func (s *Server) joinCluster(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.writeAnchorKey(j.AnchorKey); err != nil {
+		return err
+	}
 	s.log.Info("joined the cluster; waiting for the leader to add this member to Raft")
 	return s.loadIdentity()
+}
+
+// writeAnchorKey stores the anchoring key a join answer carried. A cluster
+// made before anchoring existed may have none to give: this controller
+// then cannot anchor while it leads, which the leader's status says.
+func (s *Server) writeAnchorKey(key []byte) error {
+	if len(key) == 0 {
+		s.log.Warn("the cluster gave no anchoring key: this controller cannot anchor epochs while it leads")
+		return nil
+	}
+	if err := pki.WriteFile(s.path(fileAnchorKey), key, 0o600); err != nil {
+		return err
+	}
+	if _, err := chain.LoadKeyFile(s.path(fileAnchorKey)); err != nil {
+		os.Remove(s.path(fileAnchorKey))
+		return fmt.Errorf("join answer: anchoring key: %w", err)
+	}
+	return nil
 }
 
 // markInitialized writes cluster.json once Raft has opened.

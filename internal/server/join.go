@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
@@ -13,8 +15,9 @@ import (
 
 // handleJoin admits a member: the token's secret must match a stored
 // Argon2id hash, whose role decides what is issued. Agents get a client
-// certificate; controllers get a controller certificate, the CA key and
-// the join token hashes, and are added to Raft once they listen.
+// certificate; controllers get a controller certificate, the CA key, the
+// anchoring key and the join token hashes, and are added to Raft once
+// they listen.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var req api.JoinRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -45,6 +48,11 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, _ *caller) e
 			return err
 		}
 		if resp.JoinTokens, err = s.tokens.JSON(); err != nil {
+			return err
+		}
+		// Any controller may lead, and the leader anchors: it needs the
+		// key. Missing only in a cluster made before anchoring existed.
+		if resp.AnchorKey, err = os.ReadFile(s.path(fileAnchorKey)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		s.startAdmit(req.Name, req.RaftAddr, req.APIAddr)

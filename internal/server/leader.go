@@ -75,11 +75,13 @@ func (s *Server) startLeading() (stop func()) {
 	go func() {
 		defer loops.Done()
 		s.takeOver(ctx)
-		loops.Add(4)
+		loops.Add(6)
 		go func() { defer loops.Done(); s.scheduleLoop(ctx) }()
 		go func() { defer loops.Done(); s.livenessLoop(ctx) }()
 		go func() { defer loops.Done(); s.configLoop(ctx) }()
 		go func() { defer loops.Done(); s.attestLoop(ctx) }()
+		go func() { defer loops.Done(); s.acctLoop(ctx) }()
+		go func() { defer loops.Done(); s.acctAnchorLoop(ctx) }()
 	}()
 	return func() {
 		cancel()

@@ -83,6 +83,7 @@ func (s *Server) routes() http.Handler {
 	h("GET /v1/cluster/ca", local, anyone, s.handleCA)
 	h("POST /v1/join", write, anyone, s.handleJoin)
 	h("POST /v1/cluster/controller", write, controller, s.handleSetController)
+	h("POST /v1/cluster/chain", write, controller, s.handleSetChain) // anchor.go
 
 	h("POST /v1/jobs", write, user, s.handleSubmit)
 	h("GET /v1/jobs", read, user, s.handleListJobs)
@@ -129,6 +130,16 @@ func (s *Server) routes() http.Handler {
 	h("GET /v1/agent/steps", local, agent, s.handleAgentSteps)
 	h("POST /v1/agent/step-report", write, agent, s.handleStepReport)
 
+	// Usage ledger (acct.go).
+	h("GET /v1/acct/records", read, user, s.handleAcctRecords)
+	h("GET /v1/acct/epochs", read, user, s.handleAcctEpochs)
+	h("GET /v1/acct/epochs/{n}", read, admin, s.handleAcctEpoch)
+	h("GET /v1/acct/proof", read, user, s.handleAcctProof)
+	h("GET /v1/acct/prices", read, user, s.handleAcctPrices)
+	h("POST /v1/acct/prices", write, admin, s.handleSetAcctPrices)
+	h("GET /v1/acct/statement", read, user, s.handleAcctStatement)
+	h("POST /v1/acct/settlement", write, admin, s.handleAcctSettlement)
+
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -173,6 +184,14 @@ func (s *Server) wrap(m mode, a access, fn handler) http.Handler {
 			}
 		}
 		c, err := s.authenticate(r, a, role, name)
+		var he *httpError
+		if err != nil && m == read && errors.As(err, &he) && he.status == http.StatusUnauthorized &&
+			!s.node.IsLeader() && r.Header.Get(hdrForwarded) == "" {
+			// A follower serving a stale read may not have the user
+			// created a moment ago yet: let the leader judge the token.
+			s.forward(w, r, role, name)
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

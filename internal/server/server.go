@@ -59,12 +59,30 @@ type Options struct {
 	// are trusted "attested". Every controller needs the same file (it is
 	// not replicated): any of them may lead.
 	TPMCABundle string
-	Logger      *slog.Logger
+	// DevChain says whether this controller runs the embedded dev chain
+	// when the [chain] section asks for one (--dev-chain). Unlike the other
+	// options its zero value is off, not the command's default (auto), so
+	// that controllers embedded in tests start no chain unless asked.
+	DevChain DevChainMode
+	Logger   *slog.Logger
 
 	// Raft timers (tests shorten them); zero keeps raftstore's defaults.
 	RaftHeartbeatTimeout time.Duration
 	RaftElectionTimeout  time.Duration
 }
+
+// DevChainMode is Options.DevChain.
+type DevChainMode string
+
+// Dev chain modes. One controller runs the cluster's dev chain: with auto,
+// the one that bootstrapped the cluster, which exists from the first
+// start. Moving it (the bootstrap machine retired) means on for the new
+// one and off for the old; the chain's data stays with the old one.
+const (
+	DevChainAuto DevChainMode = "auto"
+	DevChainOn   DevChainMode = "on"
+	DevChainOff  DevChainMode = "off"
+)
 
 // DefaultNodeTimeout is --node-timeout's default.
 const DefaultNodeTimeout = 10 * time.Second
@@ -79,6 +97,8 @@ const (
 	fileAgentToken   = "agent-join-token"
 	fileCtlToken     = "controller-join-token"
 	fileClusterState = "cluster.json"
+	fileAnchorKey    = "anchor-key" // the cluster's anchoring key, hex, 0600
+	dirDevChain      = "devchain"   // the embedded dev chain's data
 )
 
 // Server is a running controller.
@@ -122,6 +142,11 @@ type Server struct {
 
 	admitMu   sync.Mutex
 	admitting map[string]bool // controllers being added to Raft
+
+	// Anchoring (anchor.go): the chain connection, kept across terms so a
+	// transaction in flight is waited for rather than sent again, and the
+	// last anchoring error for GET /v1/status.
+	anchor *anchorState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -168,6 +193,11 @@ func (o *Options) setDefaults() error {
 	}
 	if o.RaftBind == "" {
 		o.RaftBind = "127.0.0.1:7702"
+	}
+	switch o.DevChain {
+	case "", DevChainAuto, DevChainOn, DevChainOff:
+	default:
+		return fmt.Errorf("--dev-chain: %q is not auto, on or off", o.DevChain)
 	}
 	if o.NodeTimeout <= 0 {
 		o.NodeTimeout = DefaultNodeTimeout
@@ -228,6 +258,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		attest:    newAttestState(),
 		tpmRoots:  tpmRoots,
 		admitting: map[string]bool{},
+		anchor:    newAnchorState(),
 		done:      make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -291,6 +322,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		node.Shutdown()
 		return nil, err
 	}
+	if err := s.ensureAnchorKey(); err != nil {
+		node.Shutdown()
+		return nil, err
+	}
 
 	s.http = &http.Server{
 		Handler:           s.logRequests(s.routes()),
@@ -309,6 +344,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.wg.Add(2)
 	go s.leadership()
 	go s.publishSelf()
+	if s.servesDevChain() {
+		s.wg.Add(1)
+		go s.runDevChain()
+	}
 	ok = true
 	s.log.Info("controller serving", "api", s.apiAddr, "raft", s.raftAddr, "data_dir", opts.DataDir)
 	return s, nil
@@ -403,6 +442,7 @@ func (s *Server) Close() error {
 	}
 	nerr := s.node.Shutdown()
 	s.wg.Wait()
+	s.anchor.close()
 	s.peerTransport.CloseIdleConnections()
 	s.once.Do(func() { close(s.done) })
 	s.log.Info("controller stopped")

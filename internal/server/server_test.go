@@ -759,7 +759,17 @@ func TestThreeControllers(t *testing.T) {
 		if err := cl.Do(context.Background(), "GET", "/v1/status", nil, &s); err != nil || s.ServedBy != s.Leader {
 			t.Errorf("status via follower served by %q, leader %q (%v)", s.ServedBy, s.Leader, err)
 		}
-		if err := cl.Do(context.Background(), "GET", "/v1/status?stale=true", nil, &s); err != nil || s.ServedBy != c.ctls[i+1].ID() {
+		// A follower that has not applied the new user yet hands the
+		// request to the leader; once it has, it answers stale reads itself.
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			err = cl.Do(context.Background(), "GET", "/v1/status?stale=true", nil, &s)
+			if (err == nil && s.ServedBy == c.ctls[i+1].ID()) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || s.ServedBy != c.ctls[i+1].ID() {
 			t.Errorf("stale status via %s served by %q (%v)", c.ctls[i+1].ID(), s.ServedBy, err)
 		}
 	}

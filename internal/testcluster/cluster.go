@@ -164,6 +164,13 @@ func (p *Proc) start(t testing.TB) {
 	go func() { p.cmd.Wait(); f.Close() }()
 }
 
+// Restart starts the process again, with the arguments of its first
+// start (after Kill9 or Stop).
+func (p *Proc) Restart(t testing.TB) {
+	t.Helper()
+	p.start(t)
+}
+
 // kill9 kills the process (not its detached job shims).
 func (p *Proc) Kill9() {
 	if p.cmd != nil && p.cmd.Process != nil {
