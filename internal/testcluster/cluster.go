@@ -90,6 +90,8 @@ type Proc struct {
 	args []string
 	cmd  *exec.Cmd
 	log  string
+	// done is closed when the last start's process has exited.
+	done chan struct{}
 	// enter, if set, calls start (which forks the process) in the
 	// namespaces the process belongs in (Options.NetNS).
 	enter func(start func() error) error
@@ -161,7 +163,22 @@ func (p *Proc) start(t testing.TB) {
 		f.Close()
 		t.Fatalf("starting %s: %v", p.name, err)
 	}
-	go func() { p.cmd.Wait(); f.Close() }()
+	done := make(chan struct{})
+	p.done = done
+	go func() { p.cmd.Wait(); f.Close(); close(done) }()
+}
+
+// exited reports whether the last start's process has ended.
+func (p *Proc) exited() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Restart starts the process again, with the arguments of its first
@@ -313,10 +330,42 @@ func (c *Cluster) AddController(cfg string) *Controller {
 			t.Fatalf("controller %s address: %v", ctl.ID, err)
 		}
 		ctl.enter = c.net.inHub
-	} else {
-		ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
+	for attempt := 1; ; attempt++ {
+		if c.net == nil {
+			ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		}
+		if c.startController(ctl, n, cfg) || attempt == 3 || c.net != nil {
+			break
+		}
+		// Another process took a port between freePort and the bind:
+		// start over with new ports and a clean data dir.
+		t.Logf("%s lost a port race; retrying with new ports", ctl.ID)
+		if err := os.RemoveAll(ctl.DataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Controllers = append(c.Controllers, ctl)
+	if n == 1 {
+		c.WaitFor(30*time.Second, "bootstrap files", func() bool {
+			b, err := os.ReadFile(filepath.Join(ctl.DataDir, "admin-token"))
+			if err != nil || len(bytes.TrimSpace(b)) == 0 {
+				return false
+			}
+			c.AdminToken = strings.TrimSpace(string(b))
+			c.CAFile = filepath.Join(ctl.DataDir, "ca.pem")
+			return true
+		})
+	}
+	c.WaitFor(30*time.Second, ctl.ID+" serving", func() bool { return c.serving(ctl) })
+	return ctl
+}
+
+// startController starts ctl (the n-th controller) and reports false
+// when it exited at once because a port it was given was taken.
+func (c *Cluster) startController(ctl *Controller, n int, cfg string) bool {
+	t := c.t
 	ctl.name = ctl.ID
 	ctl.log = filepath.Join(c.Dir, ctl.ID+".log")
 	ctl.args = []string{"server", "--id", ctl.ID, "--data-dir", ctl.DataDir, "--listen", ctl.APIAddr,
@@ -331,32 +380,45 @@ func (c *Cluster) AddController(cfg string) *Controller {
 			"--join-token-file", filepath.Join(c.Controllers[0].DataDir, "controller-join-token"))
 	}
 	ctl.start(t)
-	c.Controllers = append(c.Controllers, ctl)
-	if n == 1 {
-		c.WaitFor(30*time.Second, "bootstrap files", func() bool {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if ctl.exited() {
+			b, _ := os.ReadFile(ctl.log)
+			if bytes.Contains(b, []byte("address already in use")) {
+				return false
+			}
+			t.Fatalf("controller %s exited at start; its log:\n%s", ctl.ID, b)
+		}
+		if n == 1 {
 			b, err := os.ReadFile(filepath.Join(ctl.DataDir, "admin-token"))
 			if err != nil || len(bytes.TrimSpace(b)) == 0 {
-				return false
+				continue
 			}
 			c.AdminToken = strings.TrimSpace(string(b))
 			c.CAFile = filepath.Join(ctl.DataDir, "ca.pem")
+		}
+		if c.serving(ctl) {
 			return true
-		})
+		}
 	}
-	c.WaitFor(30*time.Second, ctl.ID+" serving", func() bool {
-		var st api.Status
-		err := c.Client("").Do(context.Background(), "GET", "/v1/status", nil, &st)
-		if err != nil {
-			return false
-		}
-		for _, m := range st.Controllers {
-			if m.ID == ctl.ID {
-				return st.Leader != ""
-			}
-		}
+	return true // the callers' waits report what is missing
+}
+
+// serving reports whether the cluster lists ctl as a member under a
+// leader. Each try is bounded: the client retries forever while no
+// controller answers.
+func (c *Cluster) serving(ctl *Controller) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st api.Status
+	if err := c.Client("").Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
 		return false
-	})
-	return ctl
+	}
+	for _, m := range st.Controllers {
+		if m.ID == ctl.ID {
+			return st.Leader != ""
+		}
+	}
+	return false
 }
 
 // StartAgent starts (or restarts) an agent for a node. A node with a TPM
