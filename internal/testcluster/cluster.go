@@ -410,7 +410,10 @@ func (c *Cluster) serving(ctl *Controller) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var st api.Status
-	if err := c.Client("").Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+	cl := c.Client("")
+	// Asked directly: ctl may not be in c.Controllers yet.
+	cl.Servers = []string{ctl.APIAddr}
+	if err := cl.Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
 		return false
 	}
 	for _, m := range st.Controllers {
