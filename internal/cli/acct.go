@@ -19,6 +19,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/sbatch"
 )
 
 // "stockade acct": the usage ledger. Amounts travel as integer micro-units
@@ -151,12 +152,12 @@ taken as UTC like the periods.`,
 			now := e.now()
 			var err error
 			if from != "" {
-				if q.From, err = parseSlurmTime(from, now, time.UTC, true); err != nil {
+				if q.From, err = sbatch.ParseDate(from, now, time.UTC, sbatch.DatePast); err != nil {
 					return fmt.Errorf("--from: %v", err)
 				}
 			}
 			if to != "" {
-				if q.To, err = parseSlurmTime(to, now, time.UTC, false); err != nil {
+				if q.To, err = sbatch.ParseDate(to, now, time.UTC, sbatch.DateAsIs); err != nil {
 					return fmt.Errorf("--to: %v", err)
 				}
 			}

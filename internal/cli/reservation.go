@@ -69,7 +69,7 @@ func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec,
 			}
 			r.name = v
 		case "StartTime", "EndTime":
-			t, err := parseSlurmTime(v, now, loc, false)
+			t, err := sbatch.ParseDate(v, now, loc, sbatch.DateAsIs)
 			if err != nil {
 				return nil, fmt.Errorf("Invalid %s value: %s", key, v)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
+	"github.com/stockade-hpc/stockade/internal/sbatch"
 )
 
 var sacctCmd = &slurmCommand{
@@ -202,7 +203,7 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 		}
 		switch {
 		case *startTime != "":
-			if w.start, err = parseSlurmTime(*startTime, now, e.loc, true); err != nil {
+			if w.start, err = sbatch.ParseDate(*startTime, now, e.loc, sbatch.DatePast); err != nil {
 				return fmt.Errorf("--starttime: %v", err)
 			}
 		case w.states != nil:
@@ -215,7 +216,7 @@ func setupSacct(fs *pflag.FlagSet) runFunc {
 		}
 		w.end = now
 		if *endTime != "" {
-			if w.end, err = parseSlurmTime(*endTime, now, e.loc, true); err != nil {
+			if w.end, err = sbatch.ParseDate(*endTime, now, e.loc, sbatch.DatePast); err != nil {
 				return fmt.Errorf("--endtime: %v", err)
 			}
 		}

@@ -1,4 +1,4 @@
-package cli
+package sbatch
 
 import (
 	"fmt"
@@ -7,7 +7,34 @@ import (
 	"time"
 )
 
-// parseSlurmTime parses the date forms Slurm's tools accept (sacct -S/-E):
+// DateBias says which way ParseDate moves a time of day or a date given
+// without a year.
+type DateBias int
+
+const (
+	// DateAsIs takes today's date and the current year.
+	DateAsIs DateBias = iota
+	// DatePast moves them back when they would lie in the future, as
+	// sacct's -S/-E do.
+	DatePast
+	// DateFuture moves them forward when they are not after now, as
+	// sbatch --begin does.
+	DateFuture
+)
+
+// roll moves t by years and days when it lies on the wrong side of now.
+func (b DateBias) roll(t, now time.Time, years, days int) time.Time {
+	switch {
+	case b == DatePast && t.After(now):
+		return t.AddDate(-years, 0, -days)
+	case b == DateFuture && !t.After(now):
+		return t.AddDate(years, 0, days)
+	}
+	return t
+}
+
+// ParseDate parses the date forms Slurm's tools accept (sacct -S/-E,
+// sbatch --begin, scontrol's StartTime):
 //
 //	YYYY-MM-DD[THH:MM[:SS]]
 //	MMDD[YY][-HH:MM[:SS]], MM/DD[/YY][-HH:MM[:SS]], MM.DD[.YY][-HH:MM[:SS]]
@@ -15,28 +42,26 @@ import (
 //	now[{+|-}count[seconds|minutes|hours|days|weeks]] (singular too)
 //	today, midnight, noon, elevenses, fika, teatime, tomorrow
 //
-// With past set (sacct), dates given without a year or day that would lie
-// in the future mean the previous year or day, as Slurm's parse_time does.
-func parseSlurmTime(s string, now time.Time, loc *time.Location, past bool) (time.Time, error) {
+// A time of day, a named hour or a date without a year moves by a day or a
+// year as bias says.
+func ParseDate(s string, now time.Time, loc *time.Location, bias DateBias) (time.Time, error) {
 	in := s
 	s = strings.TrimSpace(strings.ToLower(s))
 	now = now.In(loc)
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, loc)
 	bad := fmt.Errorf("invalid time specification: %s", in)
 	atHour := func(h, m int) time.Time {
-		t := midnight.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
-		if past && t.After(now) {
-			t = t.AddDate(0, 0, -1)
-		}
-		return t
+		return bias.roll(midnight.Add(time.Duration(h)*time.Hour+time.Duration(m)*time.Minute), now, 0, 1)
 	}
 	switch s {
 	case "":
 		return time.Time{}, bad
 	case "now":
 		return now, nil
-	case "today", "midnight":
+	case "today":
 		return midnight, nil
+	case "midnight":
+		return atHour(0, 0), nil
 	case "tomorrow":
 		return midnight.AddDate(0, 0, 1), nil
 	case "noon":
@@ -93,11 +118,7 @@ func parseSlurmTime(s string, now time.Time, loc *time.Location, past bool) (tim
 				h += 12
 			}
 		}
-		t := midnight.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second)
-		if past && t.After(now) {
-			t = t.AddDate(0, 0, -1)
-		}
-		return t, nil
+		return bias.roll(midnight.Add(time.Duration(h)*time.Hour+time.Duration(m)*time.Minute+time.Duration(sec)*time.Second), now, 0, 1), nil
 	}
 	// Month and day: MMDD[YY], MM/DD[/YY], MM.DD[.YY], then -HH:MM[:SS].
 	date, clock, hasClock := strings.Cut(s, "-")
@@ -153,8 +174,8 @@ func parseSlurmTime(s string, now time.Time, loc *time.Location, past bool) (tim
 		}
 		t = t.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second)
 	}
-	if past && !explicitYear && t.After(now) {
-		t = t.AddDate(-1, 0, 0)
+	if !explicitYear {
+		t = bias.roll(t, now, 1, 0)
 	}
 	return t, nil
 }

@@ -1,11 +1,11 @@
-package cli
+package sbatch
 
 import (
 	"testing"
 	"time"
 )
 
-func TestParseSlurmTime(t *testing.T) {
+func TestParseDate(t *testing.T) {
 	loc := time.UTC
 	now := time.Date(2026, 11, 21, 10, 30, 0, 0, loc)
 	at := func(y int, m time.Month, d, h, min, s int) time.Time { return time.Date(y, m, d, h, min, s, 0, loc) }
@@ -51,7 +51,11 @@ func TestParseSlurmTime(t *testing.T) {
 		{in: "13:00pm", err: true},
 	}
 	for _, tc := range cases {
-		got, err := parseSlurmTime(tc.in, now, loc, tc.past)
+		bias := DateAsIs
+		if tc.past {
+			bias = DatePast
+		}
+		got, err := ParseDate(tc.in, now, loc, bias)
 		if tc.err {
 			if err == nil {
 				t.Errorf("%q: got %v, want an error", tc.in, got)
