@@ -50,7 +50,8 @@ fuzz:
 bench: build
 	STOCKADE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench StartLatency -benchtime 40x -timeout 10m ./executor/
-	$(GO) test -run '^$$' -bench Schedule -timeout 10m ./scheduler/
+	$(GO) test -run '^$$' -bench 'Schedule|Backfill|Priorit' -timeout 10m ./scheduler/
+	$(GO) test -run '^$$' -bench . -timeout 10m ./accounting/
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench . -timeout 10m ./attest/
 
 demo: build

@@ -132,11 +132,12 @@ func BenchmarkBackfill10kNodes100kJobs(b *testing.B) {
 	}
 }
 
-// BenchmarkPriorities10kNodes100kJobs is the priority computation alone on
-// the same state, to tell its share of a pass.
+// BenchmarkPriorities10kNodes100kJobs is the priority computation a pass
+// makes (PriorityValues), alone on the same state: the baseline that tells
+// its share of a pass.
 func BenchmarkPriorities10kNodes100kJobs(b *testing.B) {
 	st := newBackfillBenchState(10_000, 100_000)
 	for b.Loop() {
-		Priorities(t0, st)
+		PriorityValues(t0, st)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,16 +48,6 @@ def_mem_per_cpu = "64M"
 interval = "1s"
 
 ` + section
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // acctStatus asks the given controllers (all if none) for the status.
@@ -182,7 +171,7 @@ func verifyAll(t *testing.T, c *testcluster.Cluster) {
 func TestAcctEmbeddedChain(t *testing.T) {
 	start := time.Now()
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 3, Agents: []string{"node1"},
-		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", freeTCPPort(t)))})
+		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", testcluster.FreePort(t)))})
 	key, err := os.ReadFile(filepath.Join(c.Controllers[0].DataDir, "anchor-key"))
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +267,7 @@ func TestAcctEmbeddedChain(t *testing.T) {
 // each once.
 func TestAcctChainOutage(t *testing.T) {
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 3, Agents: []string{"node1"},
-		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", freeTCPPort(t)))})
+		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", testcluster.FreePort(t)))})
 	tok := c.AddUser("alice", aliceUID)
 	dir := c.UserDir("alice", aliceUID)
 	runJob(t, c, tok, dir)
@@ -327,7 +316,7 @@ type devChainProc struct {
 }
 
 func startDevChainProc(t *testing.T) *devChainProc {
-	d := &devChainProc{t: t, dir: t.TempDir(), port: freeTCPPort(t)}
+	d := &devChainProc{t: t, dir: t.TempDir(), port: testcluster.FreePort(t)}
 	d.rpc = fmt.Sprintf("http://127.0.0.1:%d", d.port)
 	d.start()
 	t.Cleanup(d.stop)
@@ -515,7 +504,7 @@ func gethBinary(t *testing.T) string {
 // startGeth runs `geth --dev` on a fresh directory until the test ends.
 func startGeth(t *testing.T, bin string) string {
 	t.Helper()
-	port := freeTCPPort(t)
+	port := testcluster.FreePort(t)
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	cmd := exec.Command(bin, "--dev", "--datadir", t.TempDir(),

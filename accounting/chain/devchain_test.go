@@ -136,11 +136,8 @@ func TestChainCommand(t *testing.T) {
 // TestDevChainSurvivesKill kills a process running a dev chain right after
 // it anchored, with no chance to shut down, and reopens its directory.
 func TestDevChainSurvivesKill(t *testing.T) {
-	if os.Getenv("STOCKADE_DEVCHAIN_CHILD") != "" {
-		t.Skip("child of this test")
-	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDevChainChild$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "STOCKADE_DEVCHAIN_CHILD="+dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -186,28 +183,32 @@ func TestDevChainSurvivesKill(t *testing.T) {
 	}
 }
 
-// TestDevChainChild is TestDevChainSurvivesKill's child: it anchors two
-// epochs, says so, and waits to be killed.
-func TestDevChainChild(t *testing.T) {
+// TestMain runs the test binary as TestDevChainSurvivesKill's child when
+// asked to: it anchors two epochs, says so, and waits to be killed.
+func TestMain(m *testing.M) {
 	dir := os.Getenv("STOCKADE_DEVCHAIN_CHILD")
 	if dir == "" {
-		t.Skip("run by TestDevChainSurvivesKill")
+		os.Exit(m.Run())
+	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "dev chain child:", err)
+		os.Exit(1)
 	}
 	ctx := context.Background()
 	d, err := StartDevChain(ctx, DevConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0"})
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	if _, err := d.EnsureContract(ctx); err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	a, err := Dial(ctx, d.Config())
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	for e := uint64(1); e <= 2; e++ {
 		if _, err := a.Anchor(ctx, e, rootOfRecords(int(e))); err != nil {
-			t.Fatal(err)
+			fail(err)
 		}
 	}
 	fmt.Println("ANCHORED")

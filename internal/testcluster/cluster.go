@@ -73,7 +73,9 @@ func RequireRoot(t testing.TB) {
 	t.Skip("needs root")
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a loopback TCP port free when asked; another process may
+// take it before the caller binds it (AddController retries).
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -333,13 +335,13 @@ func (c *Cluster) AddController(cfg string) *Controller {
 	}
 	for attempt := 1; ; attempt++ {
 		if c.net == nil {
-			ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			ctl.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+			ctl.RaftAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		}
 		if c.startController(ctl, n, cfg) || attempt == 3 || c.net != nil {
 			break
 		}
-		// Another process took a port between freePort and the bind:
+		// Another process took a port between FreePort and the bind:
 		// start over with new ports and a clean data dir.
 		t.Logf("%s lost a port race; retrying with new ports", ctl.ID)
 		if err := os.RemoveAll(ctl.DataDir); err != nil {
