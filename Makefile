@@ -22,8 +22,10 @@ build: deps
 	$(GO) build -tags $(GOTAGS) -o $(BIN) ./cmd/stockade
 	@for l in $(SLURM_LINKS); do ln -sf stockade bin/$$l; done
 
-install: build
+# geth goes to bin/tools/ beside stockade, where controllers look for it.
+install: build geth
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/stockade
+	install -D -m 0755 $(GETH) $(DESTDIR)$(PREFIX)/bin/tools/geth
 	@for l in $(SLURM_LINKS); do ln -sf stockade $(DESTDIR)$(PREFIX)/bin/$$l; done
 
 vet:
@@ -54,7 +56,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -timeout 10m ./accounting/
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench . -timeout 10m ./attest/
 
-demo: build
+demo: build geth
 	./scripts/demo.sh up
 
 demo-down:
@@ -92,10 +94,11 @@ bench-sim: sim-bin
 bench-slurm: build
 	./bench/slurm/run.sh
 
-# geth for the anchoring tests against a real chain (accounting/chain's and
-# tests/acct_test.go's; `make test` passes STOCKADE_GETH). Pinned: v1.17.8 is
-# the newest geth command that builds from the module proxy. Skipped when the
-# right version is already there.
+# geth, the dev chain's node: a controller runs `geth --dev` as a child
+# process, found beside bin/stockade as bin/tools/geth (or $STOCKADE_GETH).
+# The anchoring tests run it too (`make test` passes STOCKADE_GETH). Pinned:
+# v1.17.8 is the newest geth command that builds from the module proxy.
+# Skipped when the right version is already there.
 GETH_VERSION := 1.17.8
 GETH         := bin/tools/geth
 .PHONY: geth

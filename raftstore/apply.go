@@ -47,6 +47,8 @@ type applier struct {
 	index uint64
 	// now is the current command's time (cmdTime).
 	now time.Time
+	// events counts the transaction's commands (Store.SchedEvents).
+	events SchedEvents
 }
 
 func invalid(format string, args ...any) error {
@@ -75,9 +77,38 @@ func invalid(format string, args ...any) error {
 func (a *applier) apply(cmd *Command) any {
 	if h := handlers[cmd.Type]; h != nil {
 		a.now = cmdTime(cmd)
-		return h(a, cmd)
+		res := h(a, cmd)
+		a.countEvent(cmd, res)
+		return res
 	}
 	return fmt.Errorf("%w %d", ErrUnknownCommand, cmd.Type)
+}
+
+// countEvent counts an applied command in a.events (see SchedEvents).
+func (a *applier) countEvent(cmd *Command, res any) {
+	if _, failed := res.(error); failed {
+		return
+	}
+	switch cmd.Type {
+	case CmdApplyPlan, CmdSetController, CmdRemoveController,
+		CmdSetPrices, CmdSealEpoch, CmdEpochAnchored, CmdSetSettlement, CmdSetChain:
+	case CmdJobReport:
+		if changed, _ := res.(bool); changed {
+			a.events.Changes++
+		}
+	case CmdSubmitJob:
+		sr, _ := res.(*SubmitResult)
+		if sr == nil || sr.Duplicate {
+			return
+		}
+		// Every job of a submission shares its hold, user and account.
+		if j := a.job(sr.JobID); j != nil && j.HeldBy != "" && a.assoc(j.Spec.Account, j.User) != nil {
+			return
+		}
+		a.events.Submits++
+	default:
+		a.events.Changes++
+	}
 }
 
 var handlers = map[CommandType]func(*applier, *Command) any{

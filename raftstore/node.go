@@ -30,6 +30,7 @@ const (
 	DefaultSnapshotInterval   = 2 * time.Minute
 	DefaultTrailingLogs       = 10240
 	snapshotsRetained         = 2
+	logCacheSize              = 512 // recent entries kept in memory for replication
 	transportTimeout          = 10 * time.Second
 	transportMaxPool          = 3
 )
@@ -193,7 +194,13 @@ func Open(cfg Config) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{s: n.store}, w, w, snaps, trans)
+	// Replication reads back entries the leader has just written; the cache
+	// serves them from memory instead of the WAL.
+	logs, err := raft.NewLogCache(logCacheSize, w)
+	if err != nil {
+		return fail(fmt.Errorf("raftstore: %w", err))
+	}
+	r, err := raft.NewRaft(rc, &fsm{s: n.store}, logs, w, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("raftstore: %w", err))
 	}

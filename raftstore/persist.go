@@ -120,6 +120,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.db.Store(db)
+	s.addEvents(SchedEvents{Changes: 1})
 	s.publish(newSnapshot(db).Index())
 	return nil
 }

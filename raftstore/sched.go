@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
@@ -98,9 +99,9 @@ func prefixed(prefix string, err error) error {
 var (
 	// Names of accounts, QoS and reservations: they become association
 	// keys ("account/user"), so no slash.
-	policyNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	userNameRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
-	flagRE       = regexp.MustCompile(`^[A-Z_]{1,32}$`)
+	policyNameRE = lazyRegexp(`^[A-Za-z0-9_.-]{1,64}$`)
+	userNameRE   = lazyRegexp(`^[a-z_][a-z0-9_.-]{0,31}$`)
+	flagRE       = lazyRegexp(`^[A-Z_]{1,32}$`)
 )
 
 const maxDescription = 1024
@@ -463,7 +464,7 @@ func (v *acctView) putAssocs(assocs []api.Association, modify bool) error {
 // addUser creates the user if needed (without a token: `stockade user
 // add` issues one) and adds the accounts, with their associations.
 func (v *acctView) addUser(f string, in *api.User) error {
-	if !userNameRE.MatchString(in.Name) {
+	if !userNameRE().MatchString(in.Name) {
 		return fieldErr(ErrInvalidCommand, f+".name", "invalid user name %q", in.Name)
 	}
 	if in.TokenID != "" || in.TokenHash != "" {
@@ -688,7 +689,7 @@ func (v *acctView) checkPreempt(qs []api.QOS) error {
 
 func (v *acctView) cleanAccount(f string, in *api.Account) (*api.Account, error) {
 	ac := *in
-	if !policyNameRE.MatchString(ac.Name) {
+	if !policyNameRE().MatchString(ac.Name) {
 		return nil, fieldErr(ErrInvalidCommand, f+".name", "invalid account name %q", ac.Name)
 	}
 	if err := checkText(f+".description", ac.Description); err != nil {
@@ -776,7 +777,7 @@ func cleanQOS(in *api.QOS) (*api.QOS, error) {
 // ValidateQOS checks a QoS's own fields (not the QoS its preempt list
 // names); errors name the field.
 func ValidateQOS(q *api.QOS) error {
-	if !policyNameRE.MatchString(q.Name) {
+	if !policyNameRE().MatchString(q.Name) {
 		return fieldErr(ErrInvalidCommand, "name", "invalid qos name %q", q.Name)
 	}
 	if err := checkText("description", q.Description); err != nil {
@@ -805,7 +806,7 @@ func ValidateQOS(q *api.QOS) error {
 		return fieldErr(ErrInvalidCommand, "usage_factor", "must be a number >= 0")
 	}
 	for _, p := range q.Preempt {
-		if !policyNameRE.MatchString(p) {
+		if !policyNameRE().MatchString(p) {
 			return fieldErr(ErrInvalidCommand, "preempt", "invalid qos name %q", p)
 		}
 	}
@@ -876,7 +877,7 @@ func ValidateSchedConfig(c *api.SchedConfig) error {
 	default:
 		return fieldErr(ErrInvalidCommand, "policy", "must be backfill, priority or fifo, not %q", c.Policy)
 	}
-	if c.DefaultQOS != "" && !policyNameRE.MatchString(c.DefaultQOS) {
+	if c.DefaultQOS != "" && !policyNameRE().MatchString(c.DefaultQOS) {
 		return fieldErr(ErrInvalidCommand, "default_qos", "invalid qos name %q", c.DefaultQOS)
 	}
 	return nil
@@ -927,7 +928,7 @@ func (a *applier) setReservation(cmd *Command) any {
 }
 
 func (a *applier) checkReservation(r *api.Reservation) error {
-	if !policyNameRE.MatchString(r.Name) {
+	if !policyNameRE().MatchString(r.Name) {
 		return fieldErr(ErrInvalidCommand, "name", "invalid reservation name %q", r.Name)
 	}
 	if r.Start.IsZero() {
@@ -964,7 +965,7 @@ func (a *applier) checkReservation(r *api.Reservation) error {
 	}
 	for i, fl := range r.Flags {
 		r.Flags[i] = strings.ToUpper(fl)
-		if !flagRE.MatchString(r.Flags[i]) {
+		if !flagRE().MatchString(r.Flags[i]) {
 			return fieldErr(ErrInvalidCommand, "flags", "invalid flag %q", fl)
 		}
 	}
@@ -1067,4 +1068,11 @@ func (a *applier) endPreempted(j *api.Job, r *api.JobReport, end time.Time) {
 		c.ExitCode, c.ExitSignal, c.Usage = r.ExitCode, r.ExitSignal, r.Usage
 		c.FailReason = "preempted"
 	})
+}
+
+// lazyRegexp compiles expr on first use: bounded repetitions such as
+// {1,64} cost hundreds of allocations to compile, and every run of the
+// binary (each sbatch too) would pay them at init.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

@@ -251,6 +251,45 @@ type Store struct {
 	mu      sync.Mutex
 	index   uint64
 	changed chan struct{} // closed and replaced when index advances
+	events  SchedEvents
+}
+
+// SchedEvents counts the commands this Store applied by what they may
+// change for the scheduler, so that the leader can tell whether a pass
+// could start a job the previous one could not (internal/server's
+// scheduleLoop). The counts belong to this process (they are neither
+// replicated nor persisted) and only grow; compare two readings for
+// equality. Commands that failed count nowhere.
+type SchedEvents struct {
+	// Submits counts submissions that added jobs a pass may start: not
+	// held, or held but of a user and account without an association (a
+	// new fair-share leaf, which may reorder the whole queue).
+	Submits uint64
+	// Changes counts every other command that may let a pending job
+	// start or change the order of the queue: job reports that changed a
+	// job, cancels, holds, releases, requeues, steps, node, partition,
+	// user, account, QoS, association, reservation, attestation, policy
+	// and configuration changes, and restored snapshots. Not counted, as
+	// they cannot: submissions of held jobs of known users, duplicate
+	// submissions, the scheduler's own plans, controller records and the
+	// usage ledger.
+	Changes uint64
+}
+
+// SchedEvents returns the counts so far. Read them before taking the
+// snapshot they should describe: a change applied in between then counts
+// as not yet seen, which costs a pass but never hides a change.
+func (s *Store) SchedEvents() SchedEvents {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.events
+}
+
+func (s *Store) addEvents(ev SchedEvents) {
+	s.mu.Lock()
+	s.events.Submits += ev.Submits
+	s.events.Changes += ev.Changes
+	s.mu.Unlock()
 }
 
 // NewStore returns an empty state (index 0, next job id 1).
@@ -357,6 +396,8 @@ func (s *Store) applyBatch(es []entry) []any {
 	return out
 }
 
+// tryApply applies es in one transaction and, once it is committed,
+// counts their SchedEvents.
 func (s *Store) tryApply(db *memdb.MemDB, es []entry, out []any) (ok bool) {
 	txn := db.Txn(true)
 	defer func() {
@@ -384,6 +425,8 @@ func (s *Store) tryApply(db *memdb.MemDB, es []entry, out []any) (ok bool) {
 	a.meta.Index = es[len(es)-1].index
 	must(txn.Insert(tMeta, a.meta))
 	txn.Commit()
+	// After the commit: a reader that sees the counts sees the changes.
+	s.addEvents(a.events)
 	return true
 }
 

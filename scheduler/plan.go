@@ -67,6 +67,11 @@ type Plan struct {
 	// start (squeue --start). It is not committed: the leader keeps the
 	// latest pass's estimates in memory.
 	StartTimes map[uint64]time.Time `json:"-"`
+	// MinCPUs is the fewest CPUs per node that a pending job not held
+	// asks for (0: no such job), for callers that want to know later
+	// whether any of them could start on the free CPUs (Saturated). It
+	// is not committed.
+	MinCPUs int `json:"-"`
 }
 
 // Preemption asks a running job to stop: requeued or cancelled (api.Preempt*

@@ -209,6 +209,9 @@ func Schedule(now time.Time, st State, opts Options) Plan {
 			s.plan.Priorities[j.ID] = prio
 		}
 		queue = append(queue, entry{job: j, part: pt, prio: prio})
+		if j.HeldBy == "" {
+			s.plan.MinCPUs = MinCPUs(s.plan.MinCPUs, j)
+		}
 		needArrays = needArrays || (j.ArrayJobID != 0 && j.Spec.ArrayMaxRunning > 0)
 		for _, d := range j.Spec.Dependencies {
 			needSingleton = needSingleton || d.Type == DepSingleton

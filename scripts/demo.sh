@@ -7,7 +7,8 @@
 # srun steps, a reservation, backfill with squeue --start, sprio and sshare,
 # and a QoS preempting running jobs. Last, usage accounting: statements,
 # sacct's charges and epochs, and the records verified against the epoch
-# commitments anchored on c1's embedded dev chain. `demo.sh up` starts it
+# commitments anchored on c1's dev chain (geth --dev, which c1 runs from
+# bin/tools/geth: `make demo` builds it). `demo.sh up` starts it
 # and leaves it running; `demo.sh down` stops it (swtpm included) and
 # removes its state.
 set -euo pipefail
@@ -175,6 +176,12 @@ down() {
 			kill -KILL "$(cat "$f")" 2>/dev/null || true
 		done
 	fi
+	# c1's geth stops with c1 (SIGTERM when its parent dies): let it
+	# finish writing before its directory goes.
+	for _ in $(seq 100); do
+		pgrep -f -- "--datadir $ROOT/" >/dev/null || break
+		sleep 0.1
+	done
 	# Job shims outlive agents on purpose; the demo's must go too.
 	pkill -KILL -f "$BIN shim $ROOT/" 2>/dev/null || true
 	pkill -KILL -f "$TAMPERED shim $ROOT/" 2>/dev/null || true
@@ -195,6 +202,10 @@ config() {
 }
 
 up() {
+	if [ -z "${STOCKADE_GETH:-}" ] && [ ! -x "$REPO/bin/tools/geth" ] && ! command -v geth >/dev/null; then
+		echo "geth not found (c1 runs the dev chain with it): run \`make geth\` or \`make demo\`, or set STOCKADE_GETH" >&2
+		exit 1
+	fi
 	down
 	mkdir -p "$ROOT"/{logs,pids,work}
 	config

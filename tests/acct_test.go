@@ -28,6 +28,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/accounting/chain"
+	"github.com/stockade-hpc/stockade/accounting/chain/chaintest"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/testcluster"
 )
@@ -163,12 +164,19 @@ func verifyAll(t *testing.T, c *testcluster.Cluster) {
 	}
 }
 
-// TestAcctEmbeddedChain: the default chain, the embedded dev chain of the
-// controller that bootstrapped. Every controller gets the anchoring key;
-// records are sealed and anchored; verify --all passes; a user's proof
-// verifies against the chain alone, and a tampered one fails naming the
-// field.
-func TestAcctEmbeddedChain(t *testing.T) {
+// useGeth makes geth from `make geth` the one the test's controllers and
+// `stockade chain --dev` run ($STOCKADE_GETH, which they inherit).
+func useGeth(t *testing.T) {
+	t.Setenv(chain.EnvGeth, chaintest.Geth(t))
+}
+
+// TestAcctDevChain: the default chain, the dev chain (geth --dev) that the
+// controller that bootstrapped runs. Every controller gets the anchoring
+// key; records are sealed and anchored; verify --all passes; a user's
+// proof verifies against the chain alone, and a tampered one fails naming
+// the field.
+func TestAcctDevChain(t *testing.T) {
+	useGeth(t)
 	start := time.Now()
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 3, Agents: []string{"node1"},
 		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", testcluster.FreePort(t)))})
@@ -262,10 +270,11 @@ func TestAcctEmbeddedChain(t *testing.T) {
 }
 
 // TestAcctChainOutage: the controller running the dev chain is killed
-// (the leader, with the chain); epochs sealed meanwhile wait, the status
-// says why, and once it is back the new leader anchors them in order,
-// each once.
+// (the leader; its geth stops with it); epochs sealed meanwhile wait, the
+// status says why, and once it is back the new leader anchors them in
+// order, each once.
 func TestAcctChainOutage(t *testing.T) {
+	useGeth(t)
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 3, Agents: []string{"node1"},
 		Config: acctConfig(fmt.Sprintf("[chain]\ndev_http = \"127.0.0.1:%d\"\n", testcluster.FreePort(t)))})
 	tok := c.AddUser("alice", aliceUID)
@@ -426,6 +435,7 @@ func nonceOf(t *testing.T, rpc string, a common.Address) uint64 {
 // from the chain without a transaction and anchors the second: each
 // epoch once, and the anchoring account sent one transaction per epoch.
 func TestAcctLeaderKilledBeforeRecording(t *testing.T) {
+	useGeth(t)
 	d := startDevChainProc(t)
 	t.Setenv("STOCKADE_TEST_ANCHOR_HOLD", "c1=5m")
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 3, Agents: []string{"node1"},
@@ -476,29 +486,6 @@ func TestAcctLeaderKilledBeforeRecording(t *testing.T) {
 		t.Errorf("the anchoring account sent %d transactions for %d epochs", sent, sealed)
 	}
 	verifyAll(t, c)
-}
-
-// gethBinary is geth from `make geth` ($STOCKADE_GETH, else
-// bin/tools/geth). Missing, the test fails under CI=true, else skips.
-func gethBinary(t *testing.T) string {
-	bin := os.Getenv("STOCKADE_GETH")
-	if bin == "" {
-		bin = filepath.Join("..", "bin", "tools", "geth")
-	} else if !filepath.IsAbs(bin) && filepath.Base(bin) != bin {
-		bin = filepath.Join("..", bin) // from the repository root, like make's
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("geth not found (%v): run `make geth` (bin/tools/geth) or set STOCKADE_GETH", err)
-		}
-		t.Skipf("geth not found (%v): run `make geth`", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
 }
 
 // startGeth runs `geth --dev` on a fresh directory until the test ends.
@@ -586,7 +573,7 @@ func fund(t *testing.T, rpc string, a common.Address) {
 // configured: the leader deploys one as the cluster's anchoring key (the
 // test funds it) and records it for clients.
 func TestAcctGeth(t *testing.T) {
-	bin := gethBinary(t)
+	bin := chaintest.Geth(t)
 	rpc := startGeth(t, bin)
 	c := testcluster.StartClusterWith(t, testcluster.Options{Controllers: 1, Agents: []string{"node1"},
 		Config: acctConfig(fmt.Sprintf("[chain]\nrpc_url = %q\nchain_id = %d\n", rpc, chain.DevChainID))})

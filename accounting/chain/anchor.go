@@ -1,8 +1,8 @@
 // Package chain anchors sealed accounting epochs on an Ethereum chain: each
 // epoch's 32-byte Merkle root goes into an Anchored log of a small owner-only
 // contract (anchor.asm) that also enforces strictly increasing epochs. The
-// chain is either an external node or, for development, the embedded
-// dev-mode node of StartDevChain.
+// chain is either an external node or, for development, the geth --dev
+// child process of StartDevChain.
 package chain
 
 import (

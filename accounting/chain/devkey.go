@@ -11,13 +11,17 @@ import (
 )
 
 // SeedDevKey makes the key in keyFile the dev account of a dev chain on
-// dataDir. Copied there before the chain's first start, it is what the
-// genesis funds, so a cluster anchors with its own key rather than one the
-// chain made up. A directory that already has a dev key must hold this
-// one: the genesis of its chain funded that key and no other.
+// dataDir. Copied there before the chain's first start, it is what
+// StartDevChain imports into geth's keystore and geth's genesis funds, so
+// a cluster anchors with its own key rather than one the chain made up. A
+// directory that already has a dev key, or a keystore account, must hold
+// this one: the genesis of its chain funded that key and no other.
 func SeedDevKey(dataDir, keyFile string) error {
 	want, err := LoadKeyFile(keyFile)
 	if err != nil {
+		return err
+	}
+	if _, err := checkKeystore(dataDir, crypto.PubkeyToAddress(want.PublicKey)); err != nil {
 		return err
 	}
 	path := filepath.Join(dataDir, devKeyFile)
@@ -33,16 +37,8 @@ func SeedDevKey(dataDir, keyFile string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	os.Remove(tmp) // left by a crash: O_EXCL below would refuse it
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := writeFile0600(path, hex.EncodeToString(crypto.FromECDSA(want))+"\n"); err != nil {
 		return fmt.Errorf("chain: dev key: %w", err)
 	}
-	_, err = f.WriteString(hex.EncodeToString(crypto.FromECDSA(want)) + "\n")
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("chain: dev key: %w", err)
-	}
-	return os.Rename(tmp, path)
+	return nil
 }

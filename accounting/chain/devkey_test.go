@@ -4,11 +4,14 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/stockade-hpc/stockade/accounting/chain/chaintest"
 )
 
 // TestSeedDevKey: a seeded key becomes the funded dev account; a second
 // seed of it is a no-op, another key is refused.
 func TestSeedDevKey(t *testing.T) {
+	geth := chaintest.Geth(t)
 	keys := t.TempDir()
 	key, other := filepath.Join(keys, "a.key"), filepath.Join(keys, "b.key")
 	account, err := GenerateKeyFile(key)
@@ -22,13 +25,12 @@ func TestSeedDevKey(t *testing.T) {
 	if err := SeedDevKey(dir, key); err != nil {
 		t.Fatal(err)
 	}
-	d, err := StartDevChain(context.Background(), DevConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := startDev(t, geth, dir)
 	if d.Account() != account {
 		t.Fatalf("dev account %s, want the seeded %s", d.Account(), account)
+	}
+	if accounts, err := keystoreAccounts(dir); err != nil || len(accounts) != 1 || accounts[0] != account {
+		t.Fatalf("keystore accounts %v, %v; want the seeded %s", accounts, err, account)
 	}
 	a, err := Dial(context.Background(), d.Config())
 	if err != nil {

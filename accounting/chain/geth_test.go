@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,14 +15,16 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/stockade-hpc/stockade/accounting/chain/chaintest"
 )
 
-// TestGeth anchors on a real `geth --dev` (STOCKADE_GETH=path, from `make
-// geth`), kills it, restarts it on the same data directory and reads the
-// anchors back. Skipped without STOCKADE_GETH, except under CI=true, where
-// it fails.
+// TestGeth anchors on a real `geth --dev` (chaintest.Geth: STOCKADE_GETH or
+// bin/tools/geth, from `make geth`) run directly, funding a key of its own
+// from geth's dev account, kills it, restarts it on the same data
+// directory and reads the anchors back.
 func TestGeth(t *testing.T) {
-	bin := gethBinary(t)
+	bin := chaintest.Geth(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 
@@ -83,38 +82,18 @@ func TestGeth(t *testing.T) {
 	}
 }
 
-func gethBinary(t *testing.T) string {
-	bin := os.Getenv("STOCKADE_GETH")
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("STOCKADE_GETH is not set: run `make geth` and set STOCKADE_GETH=bin/tools/geth")
-		}
-		t.Skip("STOCKADE_GETH not set (make geth; STOCKADE_GETH=bin/tools/geth)")
-	}
-	// A relative path is taken from the repository root, like make's.
-	if !filepath.IsAbs(bin) && filepath.Base(bin) != bin {
-		bin = filepath.Join("..", "..", bin)
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("STOCKADE_GETH: %v", err)
-	}
-	return path
-}
-
 // startGeth runs geth --dev on dir and waits for its JSON-RPC.
 func startGeth(t *testing.T, bin, dir string) (url string, stop func(os.Signal)) {
 	t.Helper()
-	port := freePort(t)
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--dev", "--datadir", dir,
-		"--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(port), "--http.api", "eth,net,web3",
+		"--http", "--http.addr", "127.0.0.1", "--http.port", port, "--http.api", "eth,net,web3",
 		"--ipcdisable", "--nodiscover", "--maxpeers", "0",
-		// As StartDevChain: each block's state on disk when sealed and a
-		// database that hands writes to the kernel at once, so a killed
-		// geth keeps every block. Pebble would also preallocate its
-		// write-ahead log at 110% of a memtable, 1.4 GB with the default
-		// cache.
+		// As StartDevChain (see there): a killed geth keeps every block.
 		"--state.scheme", "hash", "--gcmode", "archive", "--db.engine", "leveldb", "--cache", "64",
 		"--verbosity", "2")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -143,7 +122,7 @@ func startGeth(t *testing.T, bin, dir string) (url string, stop func(os.Signal))
 			t.Logf("geth output:\n%s", logs.String())
 		}
 	})
-	url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	url = "http://127.0.0.1:" + port
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := ethclient.Dial(url)
@@ -163,15 +142,6 @@ func startGeth(t *testing.T, bin, dir string) (url string, stop func(os.Signal))
 			t.Fatalf("geth not answering on %s: %v\n%s", url, err, logs.String())
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // fundFromDevAccount sends ether from geth's unlocked dev account, which

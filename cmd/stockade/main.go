@@ -21,7 +21,11 @@ func main() {
 	// A container's init re-executes this binary as "stockade init": it
 	// must take over before anything else runs.
 	executor.MaybeInit()
-	os.Exit(cli.Main(os.Args, server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand(), chain.NewCommand()))
+	// The daemons' commands are built only when they are asked for: a Slurm
+	// command (one process per sbatch) never pays for them.
+	os.Exit(cli.MainLazy(os.Args, func() []*cobra.Command {
+		return []*cobra.Command{server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand(), chain.NewCommand()}
+	}))
 }
 
 func shimCommand() *cobra.Command {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,7 +35,9 @@ import (
 //
 // token and token_file are exclusive; relative paths are relative to the
 // file's directory; any other key is an error. The connection is TLS 1.3
-// and trusts only the cluster CA.
+// and trusts only the cluster CA; sessions are resumed across commands
+// from a per-user cache file (see sessionCache; STOCKADE_SESSION_CACHE=off
+// disables the file).
 type clientFile struct {
 	Servers   []string `toml:"servers"`
 	Token     string   `toml:"token"`
@@ -61,7 +64,19 @@ func LoadClient() (*api.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
-	return api.NewClient(s.Servers, s.Token, tlsConf), nil
+	return newCLIClient(s, tlsConf, openSessionCache(sessionCachePath(os.Getenv, home), s.CAPEM)), nil
+}
+
+// newCLIClient is the client of one command: a process that makes a
+// request or two, so HTTP/1.1 (api.Options.OneShot) and TLS sessions
+// resumed from the per-user cache, which also remembers the leader.
+func newCLIClient(s *clientSettings, tlsConf *tls.Config, cache *sessionCache) *api.Client {
+	tlsConf.ClientSessionCache = cache
+	c := api.NewClientWith(s.Servers, s.Token, tlsConf, api.Options{OneShot: true, OnLeader: cache.SetLeader})
+	if l := cache.Leader(); l != "" {
+		c.Prefer(l) // ignored unless it is one of s.Servers
+	}
+	return c
 }
 
 func loadClientSettings(getenv func(string) string, readFile func(string) ([]byte, error), home string) (*clientSettings, error) {

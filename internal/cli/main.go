@@ -51,7 +51,19 @@ func Main(args []string, extra ...*cobra.Command) int {
 	return run(context.Background(), osEnv(), args, extra...)
 }
 
+// MainLazy is Main with the extra commands made by extra, which is only
+// called when the binary runs as "stockade": a Slurm command (sbatch, run
+// once per job by workflow tools) does not pay for building the daemons'
+// commands and flags.
+func MainLazy(args []string, extra func() []*cobra.Command) int {
+	return runLazy(context.Background(), osEnv(), args, extra)
+}
+
 func run(ctx context.Context, e *env, args []string, extra ...*cobra.Command) int {
+	return runLazy(ctx, e, args, func() []*cobra.Command { return extra })
+}
+
+func runLazy(ctx context.Context, e *env, args []string, extra func() []*cobra.Command) int {
 	name := "stockade"
 	if len(args) > 0 {
 		name = filepath.Base(args[0])
@@ -66,7 +78,11 @@ func run(ctx context.Context, e *env, args []string, extra ...*cobra.Command) in
 	if sc, ok := slurmCommands[name]; ok {
 		return sc.run(ctx, e, args)
 	}
-	root := newRootCommand(e, extra...)
+	var more []*cobra.Command
+	if extra != nil {
+		more = extra()
+	}
+	root := newRootCommand(e, more...)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var ec exitCode

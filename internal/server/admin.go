@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
@@ -92,7 +93,7 @@ func nodeUpdateCommand(snap *raftstore.Snapshot, req *api.NodeUpdateRequest, now
 	}, nil
 }
 
-var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+var userNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`) })
 
 func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req api.UserAddRequest
@@ -158,13 +159,13 @@ func (s *Server) handleAddUser(w http.ResponseWriter, r *http.Request, c *caller
 // normalizeUserAdd is handleAddUser's check of the names in a request; it
 // fills in the account (default: the user's name).
 func normalizeUserAdd(req *api.UserAddRequest) error {
-	if !userNameRE.MatchString(req.Name) {
+	if !userNameRE().MatchString(req.Name) {
 		return badRequest("name: invalid user name %q (want [a-z_][a-z0-9_.-]*, at most 32)", req.Name)
 	}
 	if req.Account == "" {
 		req.Account = req.Name
 	}
-	if !partitionNameRE.MatchString(req.Account) {
+	if !partitionNameRE().MatchString(req.Account) {
 		return badRequest("account: invalid account name %q", req.Account)
 	}
 	return nil

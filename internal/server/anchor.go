@@ -32,10 +32,11 @@ import (
 // anchored twice. The contract accepts each epoch once and in increasing
 // order, so even two leaders racing cannot anchor an epoch twice.
 //
-// Without rpc_url the chain is the embedded dev chain: one for the
-// cluster, run by one controller (Options.DevChain), funded in its genesis
-// for the cluster's anchoring key. That controller records its endpoint
-// and contract through Raft (CmdSetChain); whichever leads dials it.
+// Without rpc_url the chain is the dev chain, geth --dev: one for the
+// cluster, run as a child process by one controller (Options.DevChain),
+// funded in its genesis for the cluster's anchoring key. That controller
+// records its endpoint and contract through Raft (CmdSetChain); whichever
+// leads dials it.
 
 // Anchoring timing.
 const (
@@ -85,6 +86,9 @@ type anchorState struct {
 
 	errMu sync.Mutex
 	err   string
+	// devErr is why this controller's dev chain is not running, if it
+	// should: anchoring errors name it.
+	devErr string
 }
 
 func newAnchorState() *anchorState { return &anchorState{} }
@@ -108,6 +112,22 @@ func (a *anchorState) errText() string {
 	a.errMu.Lock()
 	defer a.errMu.Unlock()
 	return a.err
+}
+
+func (a *anchorState) setDevErr(msg string) {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	a.devErr = msg
+}
+
+// devErrText is the dev chain's error ("" if none, or without a state).
+func (a *anchorState) devErrText() string {
+	if a == nil {
+		return ""
+	}
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.devErr
 }
 
 // anchorStatus fills the anchoring error of GET /v1/status (served by the
@@ -293,7 +313,7 @@ func anchorHold(id string) time.Duration {
 // ---- which chain ----
 
 var (
-	errDevChainWaiting = errors.New("waiting for the embedded dev chain to be recorded " +
+	errDevChainWaiting = errors.New("waiting for the dev chain to be recorded " +
 		"(it runs on the controller that bootstrapped the cluster, or the one started with --dev-chain=on)")
 	errAnchoringOff = errors.New("no chain to anchor on: [chain] has dev = false and no rpc_url")
 )
@@ -315,6 +335,9 @@ func (s *Server) anchorTarget(snap *raftstore.Snapshot) (chainTarget, error) {
 		}
 	case cc.Dev:
 		if rec.RPCURL == "" || rec.Contract == "" {
+			if e := s.anchor.devErrText(); e != "" {
+				return t, fmt.Errorf("this controller's dev chain does not start: %s", e)
+			}
 			return t, errDevChainWaiting
 		}
 		t.rpcURL, t.chainID, t.contract = rec.RPCURL, rec.ChainID, rec.Contract
@@ -346,6 +369,9 @@ func (s *Server) anchorChain(ctx context.Context, snap *raftstore.Snapshot) (anc
 		}
 		c, err := s.dialChain(ctx, t)
 		if err != nil {
+			if e := a.devErrText(); e != "" && s.cfg.Chain.RPCURL == "" {
+				err = fmt.Errorf("%w (this controller's dev chain: %s)", err, e)
+			}
 			return nil, err
 		}
 		a.conn, a.target = c, t
@@ -390,7 +416,7 @@ func sameChain(a, b accounting.ChainInfo) bool {
 	return a.RPCURL == b.RPCURL && a.ChainID == b.ChainID && strings.EqualFold(a.Contract, b.Contract)
 }
 
-// ---- the embedded dev chain ----
+// ---- the dev chain ----
 
 // servesDevChain reports whether this controller runs the cluster's dev
 // chain: one does, so that there is one chain (see DevChainMode).
@@ -407,35 +433,62 @@ func (s *Server) servesDevChain() bool {
 	return false
 }
 
-// runDevChain runs the dev chain until the controller stops, and keeps
-// its endpoint recorded in the state. A start that fails (its port taken)
-// is retried; anchoring waits meanwhile.
+// runDevChain runs the dev chain (geth, a child process) until the
+// controller stops, and keeps its endpoint recorded in the state. A start
+// that fails (geth missing, its port taken) is retried, and so is geth
+// exiting; anchoring waits meanwhile, its error saying why.
 func (s *Server) runDevChain() {
 	defer s.wg.Done()
 	log := s.log.With("component", "dev chain")
-	var d *chain.DevChain
-	var info accounting.ChainInfo
-	for delay := time.Second; ; delay = min(2*delay, anchorMaxBackoff) {
-		var err error
-		if d, info, err = s.startDevChain(); err == nil {
-			break
+	delay := time.Second
+	var lastErr string
+	for s.ctx.Err() == nil {
+		d, info, err := s.startDevChain()
+		if err == nil {
+			s.anchor.setDevErr("")
+			lastErr = ""
+			started := time.Now()
+			s.serveDevChain(log, d, info)
+			if err := d.Close(); err != nil {
+				log.Warn("stopping the dev chain", "err", err)
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			if err = d.Err(); err == nil {
+				err = errors.New("geth exited")
+			}
+			log.Error("the dev chain stopped; restarting it", "err", err)
+			lastErr = err.Error()
+			if time.Since(started) > anchorMaxBackoff {
+				delay = time.Second
+				continue // at once: it ran well for a while
+			}
 		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		log.Error("starting the embedded dev chain; anchoring waits for it", "err", err, "retry_in", delay)
+		s.anchor.setDevErr(err.Error())
+		if msg := err.Error(); msg != lastErr {
+			log.Error("starting the dev chain; anchoring waits for it", "err", err, "retry_in", delay)
+			lastErr = msg
+		} else {
+			log.Debug("starting the dev chain; anchoring waits for it", "err", err, "retry_in", delay)
+		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-time.After(delay):
 		}
+		delay = min(2*delay, anchorMaxBackoff)
 	}
-	defer func() {
-		if err := d.Close(); err != nil {
-			log.Warn("stopping the dev chain", "err", err)
-		}
-	}()
-	log.Info("dev chain running", "rpc", info.RPCURL, "chain_id", info.ChainID, "contract", info.Contract, "data_dir", s.path(dirDevChain))
+}
+
+// serveDevChain keeps the running dev chain recorded until the
+// controller stops or geth exits.
+func (s *Server) serveDevChain(log *slog.Logger, d *chain.DevChain, info accounting.ChainInfo) {
+	log.Info("dev chain running", "rpc", info.RPCURL, "chain_id", info.ChainID, "contract", info.Contract,
+		"data_dir", s.path(dirDevChain), "geth_log", d.LogFile())
 	t := time.NewTicker(devChainCheck)
 	defer t.Stop()
 	var lastErr string
@@ -453,6 +506,8 @@ func (s *Server) runDevChain() {
 		}
 		select {
 		case <-s.ctx.Done():
+			return
+		case <-d.Done():
 			return
 		case <-t.C:
 		}
@@ -477,7 +532,7 @@ func (s *Server) startDevChain() (*chain.DevChain, accounting.ChainInfo, error) 
 		}
 		addr = net.JoinHostPort(host, fmt.Sprint(DefaultDevChainPort))
 	}
-	d, err := chain.StartDevChain(s.ctx, chain.DevConfig{DataDir: dir, HTTPAddr: addr, Period: cc.DevPeriod})
+	d, err := chain.StartDevChain(s.ctx, chain.DevConfig{DataDir: dir, HTTPAddr: addr, Period: cc.DevPeriod, Geth: s.opts.Geth})
 	if err != nil {
 		return nil, info, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/accounting/chain"
+	"github.com/stockade-hpc/stockade/accounting/chain/chaintest"
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/raftstore"
 	"github.com/stockade-hpc/stockade/scheduler"
@@ -378,10 +379,36 @@ func TestAnchorTarget(t *testing.T) {
 	if _, err := target(ChainConfig{}, accounting.ChainInfo{}); !errors.Is(err, errAnchoringOff) {
 		t.Errorf("no chain: %v", err)
 	}
+	// This controller's dev chain does not start: the error says why.
+	s := &Server{opts: Options{DataDir: dir}, cfg: &Config{Chain: ChainConfig{Dev: true}}, anchor: newAnchorState()}
+	s.anchor.setDevErr(chain.ErrGethNotFound.Error())
+	l2 := newLedger(t)
+	if _, err := s.anchorTarget(l2.s.Snapshot()); err == nil || !strings.Contains(err.Error(), "geth not found") {
+		t.Errorf("dev chain failing here: %v", err)
+	}
 	os.Remove(key)
 	if _, err := target(ChainConfig{Dev: true}, accounting.ChainInfo{}); err == nil || !strings.Contains(err.Error(), "no anchoring key") {
 		t.Errorf("without the key: %v", err)
 	}
+}
+
+// TestAnchorDevChainNoGeth: a controller that should run the dev chain
+// but finds no geth keeps running, and its anchoring error says what to do.
+func TestAnchorDevChainNoGeth(t *testing.T) {
+	t.Setenv(chain.EnvGeth, "")
+	t.Setenv("PATH", t.TempDir())
+	c := bootstrapWith(t, func(o *Options) {
+		o.Config.Chain = ChainConfig{Dev: true, DevHTTP: "127.0.0.1:0"}
+		o.DevChain = DevChainOn
+	})
+	s := c.ctls[0].Server
+	waitFor(t, 10*time.Second, "the dev chain's error", func() bool {
+		return strings.Contains(s.anchor.devErrText(), "geth not found: run `make geth`")
+	})
+	if _, err := s.anchorTarget(s.store().Snapshot()); err == nil || !strings.Contains(err.Error(), "geth not found") {
+		t.Errorf("anchoring error: %v", err)
+	}
+	t.Log(s.anchor.devErrText())
 }
 
 func TestAnchorHold(t *testing.T) {
@@ -397,6 +424,7 @@ func TestAnchorHold(t *testing.T) {
 // key; jobs' records are sealed and anchored, and the chain holds each
 // epoch's commitment in the transaction the state records.
 func TestAnchorDevChain(t *testing.T) {
+	geth := chaintest.Geth(t)
 	configure := func(o *Options) {
 		o.Config.Accounting = AcctConfig{Interval: time.Hour, MaxRecords: 2}
 		o.Config.Chain = ChainConfig{Dev: true, DevHTTP: "127.0.0.1:0"}
@@ -408,6 +436,7 @@ func TestAnchorDevChain(t *testing.T) {
 	opts := newOptions(t, "c2")
 	configure(&opts)
 	opts.DevChain = DevChainOn
+	opts.Geth = geth
 	opts.Join = []string{c.ctls[0].APIAddr()}
 	opts.JoinToken = c.token(fileCtlToken)
 	c2 := startCtl(t, opts)

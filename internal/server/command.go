@@ -41,8 +41,10 @@ EKs without a verifiable certificate can be approved by an administrator.
 Sealed accounting epochs are anchored on the chain of the [chain] section
 of --config, signed with the cluster's anchoring key (anchor-key, 0600,
 made at bootstrap and given to controllers as they join). Without
-rpc_url, one controller runs an embedded development chain: with
---dev-chain=auto the one that bootstrapped the cluster.`,
+rpc_url, one controller runs a development chain, geth --dev as a child
+process: with --dev-chain=auto the one that bootstrapped the cluster. geth
+is --geth, else $STOCKADE_GETH, else geth or tools/geth in the directory of
+this executable (make geth puts it in bin/tools/), else geth on $PATH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -91,7 +93,8 @@ rpc_url, one controller runs an embedded development chain: with
 	f.DurationVar(&opts.NodeTimeout, "node-timeout", DefaultNodeTimeout, "mark a node DOWN after this long without a heartbeat")
 	f.StringSliceVar(&opts.TLSNames, "tls-san", nil, "extra host names or IPs for this controller's certificate")
 	f.StringVar(&opts.TPMCABundle, "tpm-ca-bundle", "", "PEM file of TPM manufacturers' EK CA certificates for attestation (give every controller the same file)")
-	f.StringVar((*string)(&opts.DevChain), "dev-chain", string(DevChainAuto), "run the embedded dev chain here when [chain] uses it: auto (if this controller bootstrapped the cluster), on or off")
+	f.StringVar((*string)(&opts.DevChain), "dev-chain", string(DevChainAuto), "run the dev chain (geth --dev) here when [chain] uses it: auto (if this controller bootstrapped the cluster), on or off")
+	f.StringVar(&opts.Geth, "geth", "", "geth binary for the dev chain (default: $STOCKADE_GETH, geth or tools/geth beside this executable, $PATH)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

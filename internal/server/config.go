@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -90,12 +91,12 @@ import (
 //	node_operators = { gpu1 = "op:alice" }            # node → beneficiary
 //	image_publishers = { "ghcr.io/acme/" = "pub:acme" } # image prefix → beneficiary
 //
-//	[chain]                           # where epochs are anchored; default: the embedded dev chain
+//	[chain]                           # where epochs are anchored; default: the dev chain
 //	rpc_url = "https://node:8545"     # a chain node's JSON-RPC URL (http, https, ws, wss)
 //	chain_id = 1                      # the node must be on this chain; 0: whichever it is
 //	contract = "0x…"                  # the anchor contract; empty: the leader deploys one and records it
 //	key_file = "/etc/stockade/anchor.key" # the contract owner's key (hex, 0600); default: the cluster's
-//	dev = true                        # the embedded dev chain (the default without rpc_url)
+//	dev = true                        # the dev chain: geth --dev run by a controller (the default without rpc_url)
 //	dev_http = "127.0.0.1:8545"       # its JSON-RPC address; default: the API's listen host, port 8545
 //	dev_period = "0s"                 # its block interval, whole seconds; 0: a block per transaction
 //
@@ -127,7 +128,7 @@ type Config struct {
 }
 
 // ChainConfig is the [chain] table: an external chain (RPCURL) or the
-// embedded dev chain (Dev), never both.
+// dev chain (Dev), never both.
 type ChainConfig struct {
 	RPCURL   string
 	ChainID  uint64 // 0: the node's
@@ -195,11 +196,11 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-var partitionNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var partitionNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`) })
 
 // nodeNameRE is what a node name may be: it becomes a certificate CN and a
 // path component on the agent.
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+var nodeNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) })
 
 // ParseConfig parses the TOML text of a config file.
 func ParseConfig(data []byte) (*Config, error) {
@@ -261,7 +262,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 	}
 	if raw.ClusterName != nil {
-		if !partitionNameRE.MatchString(*raw.ClusterName) {
+		if !partitionNameRE().MatchString(*raw.ClusterName) {
 			return nil, fmt.Errorf("cluster_name: invalid name %q", *raw.ClusterName)
 		}
 		c.ClusterName = *raw.ClusterName
@@ -314,7 +315,7 @@ func parsePartition(tbl map[string]any) (PartitionConfig, error) {
 		switch k {
 		case "name":
 			s, ok := v.(string)
-			if !ok || !partitionNameRE.MatchString(s) {
+			if !ok || !partitionNameRE().MatchString(s) {
 				return p, kerr(k, "invalid partition name %v", quoteAny(v))
 			}
 			p.Name = s
@@ -332,7 +333,7 @@ func parsePartition(tbl map[string]any) (PartitionConfig, error) {
 				return p, kerr(k, "invalid host list %q: %v", s, err)
 			}
 			for _, n := range names {
-				if !nodeNameRE.MatchString(n) {
+				if !nodeNameRE().MatchString(n) {
 					return p, kerr(k, "invalid node name %q", n)
 				}
 			}
@@ -437,7 +438,7 @@ func namesValue(key string, v any) ([]string, error) {
 		if s == "" {
 			continue
 		}
-		if !partitionNameRE.MatchString(s) {
+		if !partitionNameRE().MatchString(s) {
 			return nil, kerr(key, "invalid name %q", s)
 		}
 		if !slices.Contains(out, s) {
@@ -514,7 +515,7 @@ func parseQOS(tbl map[string]any) (api.QOS, error) {
 		switch k {
 		case "name":
 			s, ok := v.(string)
-			if !ok || !partitionNameRE.MatchString(s) {
+			if !ok || !partitionNameRE().MatchString(s) {
 				return q, kerr(k, "invalid qos name %v", quoteAny(v))
 			}
 			q.Name = s

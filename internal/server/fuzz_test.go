@@ -574,7 +574,7 @@ func fzCheckAcceptedSpec(t *testing.T, snap *raftstore.Snapshot, u *api.User, sp
 		}
 	}
 	for _, n := range append(slices.Clone(spec.NodeList), spec.ExcludeNodes...) {
-		if !nodeNameRE.MatchString(n) {
+		if !nodeNameRE().MatchString(n) {
 			fail("node name %q", n)
 		}
 	}

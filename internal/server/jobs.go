@@ -267,7 +267,7 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 }
 
 // policyName reports whether s could name a QoS, account or reservation.
-func policyName(s string) bool { return partitionNameRE.MatchString(s) }
+func policyName(s string) bool { return partitionNameRE().MatchString(s) }
 
 // expandNodes expands host list expressions (node[1-3]) in a node list.
 func expandNodes(field string, in []string) ([]string, error) {
@@ -288,7 +288,7 @@ func expandNodes(field string, in []string) ([]string, error) {
 			return nil, badRequest("%s: more than %d node names", field, hostlist.MaxHosts)
 		}
 		for _, n := range names {
-			if !nodeNameRE.MatchString(n) {
+			if !nodeNameRE().MatchString(n) {
 				return nil, badRequest("%s: invalid node name %q", field, n)
 			}
 			if !seen[n] {

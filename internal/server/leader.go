@@ -153,17 +153,26 @@ func (s *Server) ensureAdmin(ctx context.Context) error {
 	return nil
 }
 
-// scheduleLoop runs a scheduler pass after each state change (at most one
-// per schedCoalesce) and at least every second, and commits non-empty
-// plans.
+// scheduleLoop runs a scheduler pass after state changes (at most one
+// per schedCoalesce) and at least every schedTick, and commits non-empty
+// plans. A change after which a pass could start nothing the last one did
+// not start is let go (see passGate): during a storm of submissions that
+// cannot start, the queue is not walked again after every batch.
 func (s *Server) scheduleLoop(ctx context.Context) {
 	st := s.store()
 	var last uint64
 	var lastPass time.Time
 	var passTook time.Duration
 	var prio priorityClock
+	var gate passGate
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, schedTick)
+		if gate.ran {
+			// The periodic pass is due schedTick after the last one, even
+			// if changes that needed none came in between.
+			cancel()
+			wctx, cancel = context.WithDeadline(ctx, gate.at.Add(schedTick))
+		}
 		st.WaitForIndex(wctx, last)
 		cancel()
 		if ctx.Err() != nil {
@@ -178,14 +187,23 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			case <-time.After(d):
 			}
 		}
-		lastPass = time.Now()
+		// The counts before the snapshot: a change in between is taken
+		// for unseen, never the other way round.
+		ev := st.SchedEvents()
 		snap := st.Snapshot()
 		last = snap.Index()
+		if !gate.needed(time.Now(), ev, snap) {
+			continue
+		}
+		lastPass = time.Now()
 		plan := scheduler.Schedule(lastPass, snap, scheduler.Options{MaxPlacementsPerPass: maxPlacements,
 			UpdatePriorities: prio.due(lastPass, snap.NextJobID())})
 		passTook = time.Since(lastPass)
 		s.schedMem().setStartTimes(plan.StartTimes)
+		// Not quiet until its plan is committed.
+		gate = newPassGate(lastPass, ev, snap, &plan)
 		if plan.Empty() {
+			gate.quiet = true
 			continue
 		}
 		res, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdApplyPlan, Time: lastPass.UnixNano(), Plan: &plan})
@@ -195,6 +213,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			}
 			continue
 		}
+		gate.quiet = len(plan.Placements) == 0 && len(plan.Preemptions) == 0 && len(plan.Cancels) == 0
 		if pr, ok := res.(*raftstore.PlanResult); ok && (pr.Applied > 0 || len(pr.Rejected) > 0) {
 			s.log.Debug("scheduler pass", "started", pr.Applied, "rejected", len(pr.Rejected),
 				"pending", len(snap.PendingJobs()), "took", time.Since(lastPass))
@@ -203,6 +222,66 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 			s.log.Info("jobs preempted", "jobs", pr.Preempted)
 		}
 	}
+}
+
+// passGate remembers the last scheduler pass of this term, to tell when
+// another could do nothing new. A pass can start (or preempt) a job the
+// last one did not only if the last one was not quiet (it started,
+// preempted or cancelled something, or its plan was not committed), or
+// since its snapshot
+//
+//   - something happened that may free resources, make a pending job
+//     eligible or reorder the queue (SchedEvents.Changes: job ends,
+//     cancels, releases, node, partition, reservation, QoS and
+//     configuration changes), or
+//   - jobs that may start were submitted (SchedEvents.Submits: held jobs
+//     never start) and some usable node has as many free CPUs as one of
+//     the pending jobs that are not held needs (scheduler.Saturated).
+//
+// Otherwise the pass is skipped: it would only refresh pending reasons
+// and start estimates, which the periodic pass (schedTick) still does.
+// The scheduler's own plans, controller records and the usage ledger
+// count as nothing.
+type passGate struct {
+	ran   bool      // a pass ran in this term
+	quiet bool      // it started, preempted and cancelled nothing, and its plan was committed
+	at    time.Time // when it ran
+	ev    raftstore.SchedEvents
+	// minCPUs is the fewest CPUs per node asked for by the jobs not held
+	// that were pending in the pass's snapshot or submitted since, up to
+	// job id next (0: none; scheduler.MinCPUs).
+	minCPUs int
+	next    uint64
+}
+
+// gateView is what the gate reads of a snapshot.
+type gateView interface {
+	scheduler.State
+	NextJobID() uint64
+}
+
+// newPassGate records a pass over snap, whose counts were ev.
+func newPassGate(at time.Time, ev raftstore.SchedEvents, snap gateView, plan *scheduler.Plan) passGate {
+	return passGate{ran: true, at: at, ev: ev, minCPUs: plan.MinCPUs, next: snap.NextJobID()}
+}
+
+// needed reports whether a pass is due at now over snap, whose counts are
+// ev.
+func (g *passGate) needed(now time.Time, ev raftstore.SchedEvents, snap gateView) bool {
+	switch {
+	case !g.ran || !g.quiet || now.Sub(g.at) >= schedTick || ev.Changes != g.ev.Changes:
+		return true
+	case ev.Submits == g.ev.Submits:
+		return false // nothing new, or only held jobs
+	}
+	// Jobs were submitted: fold in those not seen yet (each once, however
+	// many passes are skipped).
+	for next := snap.NextJobID(); g.next < next; g.next++ {
+		if j := snap.Job(g.next); j != nil && j.State == api.JobPending && j.HeldBy == "" {
+			g.minCPUs = scheduler.MinCPUs(g.minCPUs, j)
+		}
+	}
+	return g.minCPUs != 0 && !scheduler.Saturated(snap, g.minCPUs)
 }
 
 // priorityClock decides when a pass writes priorities back: every

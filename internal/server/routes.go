@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
@@ -28,6 +29,67 @@ const (
 	// the leader checks against revocations and the node's current one.
 	hdrAgentSerial = "X-Stockade-Agent-Serial"
 )
+
+// hdrLeader is on every answer of every controller while a leader is
+// known: the leader's API address as clients reach it (host:port, as the
+// leader publishes it), so that a client can go straight there next time
+// instead of through a follower, which forwards.
+const hdrLeader = api.LeaderHeader
+
+// leaderHintTTL bounds how long a follower trusts its cached leader
+// address: a leader restarted with another address keeps its id.
+const leaderHintTTL = time.Second
+
+// leaderHint is the cached answer for hdrLeader.
+type leaderHint struct {
+	id, addr string
+	until    time.Time
+}
+
+// leader returns the leader's id ("" when none is known) and API address
+// ("" until it has published it), cached per leader id for leaderHintTTL:
+// most calls cost a read of Raft's leader.
+func (s *Server) leader() (id, addr string) {
+	id, _ = s.node.Leader()
+	if id == "" {
+		return "", ""
+	}
+	now := time.Now()
+	if h := s.hint.Load(); h != nil && h.id == id && now.Before(h.until) {
+		return id, h.addr
+	}
+	addr = s.apiAddr
+	if id != s.id {
+		addr = ""
+		for _, c := range s.store().Snapshot().Controllers() {
+			if c.ID == id {
+				addr = c.APIAddr
+				break
+			}
+		}
+		if addr == "" {
+			return id, "" // not published yet: look again next time
+		}
+	}
+	s.hint.Store(&leaderHint{id: id, addr: addr, until: now.Add(leaderHintTTL)})
+	return id, addr
+}
+
+// leaderAddr is the leader's API address for hdrLeader ("" when unknown).
+func (s *Server) leaderAddr() string {
+	_, addr := s.leader()
+	return addr
+}
+
+// withLeaderHint sets hdrLeader on every answer of next.
+func (s *Server) withLeaderHint(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if addr := s.leaderAddr(); addr != "" {
+			w.Header().Set(hdrLeader, addr)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 var errNoLeader = errors.New("no leader elected; retry")
 
@@ -143,7 +205,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.withLeaderHint(mux)
 }
 
 // wrap runs a route: forward it to the leader if it must run there,
@@ -270,13 +332,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, role, name stri
 		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "not the leader; retry"))
 		return
 	}
-	leaderID, addr, err := s.leaderAPI()
-	if err != nil {
-		s.writeError(w, r, err)
+	leaderID, addr := s.leader()
+	switch {
+	case leaderID == "":
+		s.writeError(w, r, errNoLeader)
 		return
-	}
-	if leaderID == s.id {
+	case leaderID == s.id:
 		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "leadership is changing; retry"))
+		return
+	case addr == "":
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "leader %s has not published its API address yet; retry", leaderID))
 		return
 	}
 	target := &url.URL{Scheme: "https", Host: addr}
@@ -290,7 +355,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, role, name stri
 				pr.Out.Header.Set(hdrAgentSerial, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
 			}
 		},
-		Transport: s.peerTransport,
+		Transport:  s.peerTransport,
+		BufferPool: proxyBuffers,
+		ModifyResponse: func(resp *http.Response) error {
+			// The leader's own word replaces this member's (the proxy
+			// adds the answer's headers to those already set).
+			if resp.Header.Get(hdrLeader) != "" {
+				w.Header().Del(hdrLeader)
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.writeError(w, r, errorf(http.StatusServiceUnavailable, "forwarding to leader %s: %v", leaderID, err))
 		},
@@ -346,3 +420,18 @@ func agentCertError(snap *raftstore.Snapshot, node, serial string) (superseded b
 	}
 	return false, nil
 }
+
+// proxyBuffers lends forward's proxies their copy buffers, which they
+// would otherwise allocate (32 KiB) per request.
+var proxyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

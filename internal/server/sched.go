@@ -142,7 +142,7 @@ func prepareAccounting(snap *raftstore.Snapshot, cfg *Config, req *api.Accountin
 	if req.Op == "add" {
 		for i := range req.Users {
 			u := &req.Users[i]
-			if snap.User(u.Name) != nil || !userNameRE.MatchString(u.Name) || (u.UID != 0 && u.GID != 0) {
+			if snap.User(u.Name) != nil || !userNameRE().MatchString(u.Name) || (u.UID != 0 && u.GID != 0) {
 				continue
 			}
 			ur := api.UserAddRequest{Name: u.Name}

@@ -59,12 +59,16 @@ type Options struct {
 	// are trusted "attested". Every controller needs the same file (it is
 	// not replicated): any of them may lead.
 	TPMCABundle string
-	// DevChain says whether this controller runs the embedded dev chain
+	// DevChain says whether this controller runs the dev chain (geth --dev)
 	// when the [chain] section asks for one (--dev-chain). Unlike the other
 	// options its zero value is off, not the command's default (auto), so
 	// that controllers embedded in tests start no chain unless asked.
 	DevChain DevChainMode
-	Logger   *slog.Logger
+	// Geth is the geth binary the dev chain runs (--geth); empty:
+	// chain.FindGeth ($STOCKADE_GETH, geth or tools/geth beside the
+	// stockade binary, $PATH).
+	Geth   string
+	Logger *slog.Logger
 
 	// Raft timers (tests shorten them); zero keeps raftstore's defaults.
 	RaftHeartbeatTimeout time.Duration
@@ -98,7 +102,7 @@ const (
 	fileCtlToken     = "controller-join-token"
 	fileClusterState = "cluster.json"
 	fileAnchorKey    = "anchor-key" // the cluster's anchoring key, hex, 0600
-	dirDevChain      = "devchain"   // the embedded dev chain's data
+	dirDevChain      = "devchain"   // the dev chain's data
 )
 
 // Server is a running controller.
@@ -124,7 +128,9 @@ type Server struct {
 	// leading is true once this member leads with a complete state (every
 	// entry of earlier terms applied).
 	leading atomic.Bool
-	userMu  sync.Mutex // serializes user creation (check, then Apply)
+	// hint caches the leader's API address for hdrLeader (routes.go).
+	hint   atomic.Pointer[leaderHint]
+	userMu sync.Mutex // serializes user creation (check, then Apply)
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time // leader only: last heartbeat per node
@@ -185,7 +191,7 @@ func (o *Options) setDefaults() error {
 		}
 		o.ID = h
 	}
-	if !nodeNameRE.MatchString(o.ID) {
+	if !nodeNameRE().MatchString(o.ID) {
 		return fmt.Errorf("--id: invalid controller id %q: want 1-63 of [A-Za-z0-9._-]", o.ID)
 	}
 	if o.Listen == "" {
@@ -344,6 +350,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.wg.Add(2)
 	go s.leadership()
 	go s.publishSelf()
+	s.profileOnSignal()
 	if s.servesDevChain() {
 		s.wg.Add(1)
 		go s.runDevChain()
