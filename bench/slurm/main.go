@@ -1,11 +1,15 @@
 // Command slurm-bench is the driver of `make bench-slurm` (bench/slurm/run.sh
-// starts and stops the clusters): it submits N trivial jobs with a
-// scheduler's own sbatch from several parallel clients, waits for all of
-// them to end, reads their submit/start/end times from the scheduler's
-// records and writes one result file per run; `report` turns the result
-// files into the comparison table and results.json.
+// starts and stops the clusters): it submits N trivial jobs from several
+// parallel clients, either with the scheduler's own sbatch (one process
+// per job) or through its REST API (-via api: one long-lived HTTP client
+// per worker, slurmrestd's for Slurm, the controllers' /v1 API for
+// Stockade), waits for all of them to end, reads their submit/start/end
+// times from the scheduler's records and writes one result file per run;
+// `report` turns the result files into the comparison table and
+// results.json.
 //
 //	slurm-bench run -system slurm|stockade -config NAME -n N -clients P -sbatch PATH -dir DIR -out FILE [...]
+//	slurm-bench run -via api -system slurm -socket SLURMRESTD.sock ... | -via api -system stockade ...
 //	slurm-bench report -out results.json RUN.json...
 package main
 
@@ -40,7 +44,15 @@ type Run struct {
 	Settings string `json:"settings"` // what differs from the default, one line
 	Jobs     int    `json:"jobs"`
 	Clients  int    `json:"clients"`
-	// Submit: first sbatch started → last sbatch acknowledged.
+	// Via is how jobs are submitted: "sbatch" (one process per job; empty
+	// in older result files) or "api" (one long-lived HTTP client per
+	// client worker).
+	Via string `json:"via,omitempty"`
+	// APIConnections counts the connections the API clients opened (one
+	// per worker when the server keeps them alive).
+	APIConnections int `json:"api_connections,omitempty"`
+	// Submit: first sbatch started (or request sent) → last one
+	// acknowledged. The latencies are per sbatch process or per request.
 	SubmitSec      float64 `json:"submit_seconds"`
 	SubmitRate     float64 `json:"submit_jobs_per_sec"`
 	SubmitP50Ms    float64 `json:"sbatch_p50_ms"`
@@ -152,6 +164,9 @@ type runOpts struct {
 	poll, timeout            time.Duration
 	hold                     bool // submit held jobs and do not wait for them
 	cpu                      cpuFlag
+	via                      string // sbatch or api
+	socket                   string // slurm -via api: slurmrestd's Unix socket
+	restVersion              string // slurm -via api: the OpenAPI plugin's version
 }
 
 func runCmd(args []string) error {
@@ -171,7 +186,21 @@ func runCmd(args []string) error {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	fs.Var(&o.cpu, "cpu", "NAME=DIR: report the CPU time of this cgroup (repeatable)")
 	fs.BoolVar(&o.hold, "hold", false, "submit held jobs (--hold) and measure the submission only: no job runs meanwhile")
+	fs.StringVar(&o.via, "via", "sbatch", "sbatch: one sbatch process per job; api: one long-lived REST client per worker")
+	fs.StringVar(&o.socket, "socket", "", "slurm -via api: slurmrestd's Unix socket (rest_auth/local)")
+	fs.StringVar(&o.restVersion, "rest-version", "v0.0.38", "slurm -via api: slurmrestd's OpenAPI plugin version")
 	fs.Parse(args)
+	if o.via != "sbatch" && o.via != "api" {
+		return fmt.Errorf("-via must be sbatch or api, not %q", o.via)
+	}
+	if o.via == "api" && o.system == "slurm" {
+		if o.socket == "" {
+			return errors.New("slurm -via api needs -socket")
+		}
+		if err := slurmRESTReady(o, 60*time.Second); err != nil {
+			return err
+		}
+	}
 	var src records
 	switch o.system {
 	case "slurm":
@@ -222,18 +251,25 @@ type records interface {
 func run(o runOpts, src records) (*Run, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	env := clientEnv()
+	var st clientStats
+	subs, err := newSubmitters(o, &st)
+	if err != nil {
+		return nil, err
+	}
+	config := o.config
+	if o.via == "api" {
+		config += "-api"
+	}
 	ids := make([]uint64, o.n)
 	lat := make([]time.Duration, o.n)
 	var next atomic.Int64
-	var failures atomic.Int64
-	var clientCPU atomic.Int64 // ns of CPU the sbatch processes used
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
 	cpu0 := readUsage(o.cpu)
+	self0 := selfCPU()
 	start := time.Now()
-	for w := 0; w < o.clients; w++ {
+	for _, sub := range subs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -243,7 +279,7 @@ func run(o runOpts, src records) (*Run, error) {
 					return
 				}
 				t0 := time.Now()
-				id, err := submit(ctx, o, env, &failures, &clientCPU)
+				id, err := sub(ctx)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
@@ -255,9 +291,16 @@ func run(o runOpts, src records) (*Run, error) {
 	wg.Wait()
 	submitted := time.Since(start)
 	cpu1 := readUsage(o.cpu)
+	// The client's CPU: the sbatch processes' (rusage of each), or this
+	// process's own while it submitted through the API (the workers, their
+	// HTTP clients and the Go runtime: nothing else runs meanwhile).
+	clientCPU, clientGroup := time.Duration(st.cpu.Load()), "sbatch processes"
+	if o.via == "api" {
+		clientCPU, clientGroup = selfCPU()-self0, fmt.Sprintf("API client (%d workers, 1 process)", len(subs))
+	}
 	cpuUse := func(end []time.Duration) []CPUUse {
-		c := ms(time.Duration(clientCPU.Load())) / float64(o.n)
-		out := []CPUUse{{Group: "sbatch processes", Submit: c, Total: c}}
+		c := ms(clientCPU) / float64(o.n)
+		out := []CPUUse{{Group: clientGroup, Submit: c, Total: c}}
 		for i, g := range o.cpu {
 			u := CPUUse{Group: g.name, Submit: ms(cpu1[i]-cpu0[i]) / float64(o.n)}
 			if end != nil {
@@ -271,13 +314,14 @@ func run(o runOpts, src records) (*Run, error) {
 		return nil, firstErr
 	}
 	fmt.Fprintf(os.Stderr, "%s/%s: %d jobs submitted in %.2f s (%.1f jobs/s), waiting for them to end\n",
-		o.system, o.config, o.n, submitted.Seconds(), float64(o.n)/submitted.Seconds())
+		o.system, config, o.n, submitted.Seconds(), float64(o.n)/submitted.Seconds())
 
 	if o.hold {
 		sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
-		return &Run{System: o.system, Config: o.config + "-held", Settings: o.settings, Jobs: o.n, Clients: o.clients,
+		return &Run{System: o.system, Config: config + "-held", Settings: o.settings, Jobs: o.n, Clients: o.clients,
+			Via: o.via, APIConnections: int(st.dials.Load()),
 			SubmitSec: submitted.Seconds(), SubmitRate: float64(o.n) / submitted.Seconds(),
-			SubmitP50Ms: ms(pct(lat, 50)), SubmitP99Ms: ms(pct(lat, 99)), SubmitFailures: int(failures.Load()),
+			SubmitP50Ms: ms(pct(lat, 50)), SubmitP99Ms: ms(pct(lat, 99)), SubmitFailures: int(st.failures.Load()),
 			Started: start.UTC().Format(time.RFC3339), LoadAvg: loadAvg(), CPU: cpuUse(nil)}, nil
 	}
 	want := map[uint64]bool{}
@@ -300,7 +344,7 @@ func run(o runOpts, src records) (*Run, error) {
 			break
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s/%s: only %d of %d jobs ended within %s", o.system, o.config, len(got), len(want), o.timeout)
+			return nil, fmt.Errorf("%s/%s: only %d of %d jobs ended within %s", o.system, config, len(got), len(want), o.timeout)
 		}
 		if time.Since(lastLog) > 10*time.Second {
 			fmt.Fprintf(os.Stderr, "  %s after %.0f s\n", src.progress(len(got), len(want)), time.Since(start).Seconds())
@@ -312,9 +356,10 @@ func run(o runOpts, src records) (*Run, error) {
 	cpu2 := readUsage(o.cpu)
 
 	r := &Run{
-		System: o.system, Config: o.config, Settings: o.settings, Jobs: o.n, Clients: o.clients,
+		System: o.system, Config: config, Settings: o.settings, Jobs: o.n, Clients: o.clients,
+		Via: o.via, APIConnections: int(st.dials.Load()),
 		SubmitSec: submitted.Seconds(), SubmitRate: float64(o.n) / submitted.Seconds(),
-		SubmitFailures: int(failures.Load()),
+		SubmitFailures: int(st.failures.Load()),
 		EndToEndSec:    e2e.Seconds(), EndToEndRate: float64(o.n) / e2e.Seconds(),
 		WaitResolution: src.resolution(), States: map[string]int{},
 		Started: start.UTC().Format(time.RFC3339), LoadAvg: loadAvg(), CPU: cpuUse(cpu2),
@@ -371,16 +416,23 @@ func clientEnv() []string {
 	return env
 }
 
+// sbatchArgs is the job: a 1-CPU job running true, the same for both
+// systems and both ways of submitting (the API clients send what these
+// options make).
+func sbatchArgs(hold bool) []string {
+	args := []string{"--parsable", "-J", "bench", "-n", "1", "-c", "1", "--wrap=true"}
+	if hold {
+		args = append(args, "--hold")
+	}
+	return args
+}
+
 // submit runs one sbatch for a 1-CPU job running true and returns its id.
 // A failed sbatch is retried (and counted), as a user's script would.
 func submit(ctx context.Context, o runOpts, env []string, failures, cpu *atomic.Int64) (uint64, error) {
 	var last error
 	for attempt := 0; attempt < 5; attempt++ {
-		args := []string{"--parsable", "-J", "bench", "-n", "1", "-c", "1", "--wrap=true"}
-		if o.hold {
-			args = append(args, "--hold")
-		}
-		cmd := exec.CommandContext(ctx, o.sbatch, args...)
+		cmd := exec.CommandContext(ctx, o.sbatch, sbatchArgs(o.hold)...)
 		cmd.Dir = o.dir
 		cmd.Env = env
 		var stderr strings.Builder
@@ -534,9 +586,12 @@ func stockadeClient() (*api.Client, error) {
 }
 
 func printRun(w io.Writer, r *Run) {
-	fmt.Fprintf(w, "%-9s %-22s jobs %5d  submit %7.1f jobs/s (sbatch p50 %.0f ms, p99 %.0f ms, %d retried)  end-to-end %7.2f jobs/s (%.1f s)  queue wait p50 %.3f s p99 %.3f s  states %v",
-		r.System, r.Config, r.Jobs, r.SubmitRate, r.SubmitP50Ms, r.SubmitP99Ms, r.SubmitFailures, r.EndToEndRate, r.EndToEndSec,
+	fmt.Fprintf(w, "%-9s %-22s jobs %5d  submit %7.1f jobs/s (%s p50 %.1f ms, p99 %.1f ms, %d retried)  end-to-end %7.2f jobs/s (%.1f s)  queue wait p50 %.3f s p99 %.3f s  states %v",
+		r.System, r.Config, r.Jobs, r.SubmitRate, via(r), r.SubmitP50Ms, r.SubmitP99Ms, r.SubmitFailures, r.EndToEndRate, r.EndToEndSec,
 		r.WaitP50Sec, r.WaitP99Sec, r.States)
+	if isAPI(r) {
+		fmt.Fprintf(w, "  %d API connections opened", r.APIConnections)
+	}
 	fmt.Fprintf(w, "  loadavg %s", r.LoadAvg)
 	for _, c := range r.CPU {
 		fmt.Fprintf(w, "\n    CPU of %-28s %7.2f ms/job while submitting, %7.2f ms/job in all", c.Group, c.Submit, c.Total)
@@ -566,6 +621,11 @@ type Summary struct {
 	SubmitTargetMet   bool    `json:"submit_target_met"`
 	EndToEndTargetMet bool    `json:"end_to_end_target_met"`
 	HeldSubmitRatio   float64 `json:"stockade_over_slurm_submit_held_jobs,omitempty"`
+	// Through the REST APIs (long-lived clients): slurmrestd against the
+	// controllers' /v1 API.
+	APIHeldSubmitRatio float64 `json:"api_stockade_over_slurm_submit_held_jobs,omitempty"`
+	APISubmitRatio     float64 `json:"api_stockade_over_slurm_submit,omitempty"`
+	APIEndToEndRatio   float64 `json:"api_stockade_over_slurm_end_to_end,omitempty"`
 }
 
 func reportCmd(args []string) error {
@@ -586,8 +646,20 @@ func reportCmd(args []string) error {
 		res.Runs = append(res.Runs, &r)
 	}
 	var def, bestSub, bestE2E, stk, stkHeld, slurmHeld *Run
+	// The API runs, by system and held or not ("stockade held").
+	apiRuns := map[string]*Run{}
 	for _, r := range res.Runs {
 		held := isHeld(r)
+		if isAPI(r) {
+			k := r.System
+			if held {
+				k += " held"
+			}
+			if p := apiRuns[k]; p == nil || r.SubmitRate > p.SubmitRate {
+				apiRuns[k] = r
+			}
+			continue
+		}
 		switch {
 		case r.System == "stockade" && held:
 			stkHeld = r
@@ -611,18 +683,22 @@ func reportCmd(args []string) error {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| run | jobs | sbatch clients | submit (jobs/s) | sbatch p50 / p99 | end to end (jobs/s) | queue wait p50 | queue wait p99 | load average |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| run | jobs | via | clients | submit (jobs/s) | submit p50 / p99 (per sbatch or request) | end to end (jobs/s) | queue wait p50 | queue wait p99 | load average |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range res.Runs {
 		e2e, w50, w99 := fmt.Sprintf("%.2f (%.1f s)", r.EndToEndRate, r.EndToEndSec), secs(r.WaitP50Sec), secs(r.WaitP99Sec)
 		if isHeld(r) {
 			e2e, w50, w99 = "— (held)", "—", "—"
 		}
-		fmt.Fprintf(w, "| %s %s | %d | %d | %.0f | %.0f / %.0f ms | %s | %s | %s | %s |\n", r.System, r.Config, r.Jobs, r.Clients,
+		v := via(r)
+		if isAPI(r) {
+			v = fmt.Sprintf("REST API (%d connections)", r.APIConnections)
+		}
+		fmt.Fprintf(w, "| %s %s | %d | %s | %d | %.0f | %.1f / %.1f ms | %s | %s | %s | %s |\n", r.System, r.Config, r.Jobs, v, r.Clients,
 			r.SubmitRate, r.SubmitP50Ms, r.SubmitP99Ms, e2e, w50, w99, r.LoadAvg)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU time per job (ms): the sbatch processes (rusage), the daemons and the job containers (their cgroups)")
+	fmt.Fprintln(w, "CPU time per job (ms): the clients (the sbatch processes' rusage, or the API driver's own), the daemons and the job containers (their cgroups)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| run | processes | while submitting | in all |")
 	fmt.Fprintln(w, "|---|---|---|---|")
@@ -680,6 +756,23 @@ func reportCmd(args []string) error {
 			s.HeldSubmitRatio = ratio("submission alone (held jobs, none running)", stkHeld.SubmitRate, slurmHeld.SubmitRate, slurmHeld)
 		}
 	}
+	// Through the REST APIs: the controllers' /v1 API against slurmrestd,
+	// both from long-lived clients.
+	ratio := func(label string, a, b *Run, f func(*Run) float64) float64 {
+		if a == nil || b == nil || f(b) == 0 {
+			return 0
+		}
+		fmt.Fprintf(w, "%-46s %8.2f / %8.2f = %6.2fx  (%s %s / %s %s)\n", label, f(a), f(b), f(a)/f(b), a.System, a.Config, b.System, b.Config)
+		return f(a) / f(b)
+	}
+	submitRate := func(r *Run) float64 { return r.SubmitRate }
+	e2eRate := func(r *Run) float64 { return r.EndToEndRate }
+	s := &res.Summary
+	s.APIHeldSubmitRatio = ratio("REST API, held: submit, stockade / slurm", apiRuns["stockade held"], apiRuns["slurm held"], submitRate)
+	s.APISubmitRatio = ratio("REST API, jobs run: submit, stockade / slurm", apiRuns["stockade"], apiRuns["slurm"], submitRate)
+	s.APIEndToEndRatio = ratio("REST API, jobs run: end-to-end, stockade / slurm", apiRuns["stockade"], apiRuns["slurm"], e2eRate)
+	ratio("held: stockade, REST API / sbatch", apiRuns["stockade held"], stkHeld, submitRate)
+	ratio("held: slurm, REST API / sbatch", apiRuns["slurm held"], slurmHeld, submitRate)
 	if *out != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -694,6 +787,16 @@ func reportCmd(args []string) error {
 }
 
 func isHeld(r *Run) bool { return strings.HasSuffix(r.Config, "-held") }
+
+func isAPI(r *Run) bool { return r.Via == "api" }
+
+// via names how a run submitted, for the tables.
+func via(r *Run) string {
+	if isAPI(r) {
+		return "REST API"
+	}
+	return "sbatch"
+}
 
 func met(ok bool) string {
 	if ok {

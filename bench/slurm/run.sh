@@ -3,8 +3,9 @@
 # sbatch to Slurm 22.05 (Debian's packages, one node: this host) and to
 # Stockade (3 controllers and agents on this host, jobs in containers), one
 # system at a time, from the same number of parallel sbatch clients. Slurm
-# runs out of the box and with each tuned configuration of configs/. See
-# bench/slurm/README.md.
+# runs out of the box and with each tuned configuration of configs/. Then
+# the same jobs through each system's REST API from long-lived clients
+# (slurmrestd; Stockade's /v1 API). See bench/slurm/README.md.
 #
 #   bench/slurm/run.sh            everything: install, Slurm runs, Stockade run, report
 #   bench/slurm/run.sh slurm CONFIG [N]   one Slurm run (configs/CONFIG.conf)
@@ -13,13 +14,17 @@
 #   bench/slurm/run.sh slurm-up CONFIG | stockade-up | down   start one and leave it running; stop
 #
 #   bench/slurm/run.sh slurm-held CONFIG [N] | stockade-held [N]   submission alone (held jobs)
+#   bench/slurm/run.sh slurm-api CONFIG [N] | stockade-api [N]     the same through the REST APIs
+#   bench/slurm/run.sh slurm-api-run CONFIG [N] | stockade-api-run [N]   REST APIs, jobs run
 #
 # Environment: BENCH_JOBS (1000), BENCH_JOBS_DEFAULT (200: Slurm out of the
-# box is slow), BENCH_CLIENTS (8 parallel sbatch), BENCH_SLURM_CONFIGS
+# box is slow), BENCH_CLIENTS (8 parallel sbatch or API clients), BENCH_SLURM_CONFIGS
 # (which configs/*.conf; default: those not marked "in-default-run: no"),
 # BENCH_HELD (1: also measure submission alone), BENCH_SLURM_HELD_CONFIG
-# (tuned-builtin-defer), BENCH_STOCKADE_AGENTS (1: one agent with all the
-# CPUs, as Slurm's one node), BENCH_CPUS (nproc).
+# (tuned-builtin-defer), BENCH_API (1: also submit through the REST APIs,
+# held jobs), BENCH_API_RUN (1: and through the APIs with jobs running),
+# BENCH_SLURM_API_CONFIG (tuned-builtin-defer), BENCH_STOCKADE_AGENTS (1:
+# one agent with all the CPUs, as Slurm's one node), BENCH_CPUS (nproc).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -43,6 +48,8 @@ BENCH_UID=1601
 
 SLURM_DIR=$RUN/slurm
 MUNGE_SOCKET=$SLURM_DIR/munge-run/munge.socket
+SLURMRESTD_SOCKET=$SLURM_DIR/run/slurmrestd.sock
+SLURM_API_CONFIG=${BENCH_SLURM_API_CONFIG:-${BENCH_SLURM_HELD_CONFIG:-tuned-builtin-defer}}
 STK=$RUN/stockade
 CGROUP_PARENT=/stockade-bench
 
@@ -120,6 +127,7 @@ kill_pidfile() {
 }
 
 slurm_down() {
+	kill_pidfile "$SLURM_DIR/run/slurmrestd.pid"
 	kill_pidfile "$SLURM_DIR/run/slurmd.pid"
 	kill_pidfile "$SLURM_DIR/run/slurmctld.pid"
 	kill_pidfile "$SLURM_DIR/munge-run/munged.pid"
@@ -165,7 +173,7 @@ cleanup() {
 
 install_slurm() {
 	local missing="" p
-	for p in slurmctld slurmd slurm-client munge; do
+	for p in slurmctld slurmd slurm-client slurmrestd munge; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 	done
 	if [ -n "$missing" ]; then
@@ -232,14 +240,56 @@ slurm_up() { # config
 	wait_for 60 "the Slurm node to be idle" bash -c "sinfo -h -N -o '%t' | grep -qx idle"
 }
 
+# slurmrestd_up starts slurmrestd for the running slurmctld: OpenAPI
+# v0.0.38 on a Unix socket with rest_auth/local, which takes the connecting
+# process's uid from the socket (SO_PEERCRED) and signs slurmrestd's RPCs
+# to slurmctld with munge, as sbatch does. The client must run as
+# slurmrestd's own uid: root, as the sbatch runs submit as root (Slurm needs
+# a passwd entry; `bench` has none). slurmrestd refuses to run as root or
+# SlurmUser (root here) unless SLURMRESTD_SECURITY=disable_user_check.
+slurmrestd_up() {
+	rm -f "$SLURMRESTD_SOCKET"
+	(
+		cg_join slurmrestd
+		export SLURMRESTD_SECURITY=disable_user_check
+		exec setsid slurmrestd -f "$SLURM_CONF" -a rest_auth/local -s openapi/v0.0.38 "unix:$SLURMRESTD_SOCKET" \
+			>"$SLURM_DIR/log/slurmrestd.log" 2>&1 </dev/null
+	) &
+	echo $! >"$SLURM_DIR/run/slurmrestd.pid"
+	wait_for 30 "slurmrestd's socket" test -S "$SLURMRESTD_SOCKET"
+}
+
+# run_name BASE DRIVER-FLAGS... names a run's result file: BASE, then -api
+# (through the REST API), then -held.
+run_name() {
+	local name=$1 api="" held="" f
+	shift
+	for f in "$@"; do
+		case "$f" in -hold) held=-held ;; api) api=-api ;; esac
+	done
+	echo "$name$api$held"
+}
+
+is_api() { case " $* " in *" -via api "*) return 0 ;; esac; return 1; }
+is_held() { case " $* " in *" -hold "*) return 0 ;; esac; return 1; }
+
 slurm_run() { # config, jobs [, driver flags]
-	local cfg=$1 n=$2 extra=("${@:3}") name=slurm-$1
-	[ ${#extra[@]} -gt 0 ] && name=$name-held
-	log "Slurm, configs/$cfg.conf: $n jobs from $CLIENTS clients ($(conf_value "$cfg" settings))"
+	local cfg=$1 n=$2 extra=("${@:3}") name settings how="sbatch clients"
+	name=$(run_name "slurm-$cfg" "${extra[@]}")
+	settings=$(conf_value "$cfg" settings)
+	local groups=("munged+slurmctld+slurmd+slurmstepd+jobs=slurm")
+	if is_api "${extra[@]}"; then
+		how="REST API clients (slurmrestd)"
+		settings="$settings; through slurmrestd 22.05 (openapi/v0.0.38, rest_auth/local on a Unix socket, 20 threads), one HTTP/1.1 keep-alive connection per client"
+		groups+=("slurmrestd=slurmrestd")
+		extra+=(-socket "$SLURMRESTD_SOCKET")
+	fi
+	log "Slurm, configs/$cfg.conf: $n jobs from $CLIENTS $how ($settings)"
 	slurm_up "$cfg"
+	is_api "${extra[@]}" && slurmrestd_up
 	local cpu
-	mapfile -t cpu < <(cpu_flags "munged+slurmctld+slurmd+slurmstepd+jobs=slurm")
-	(cd "$SLURM_DIR/work" && exec "$DRIVER" run -system slurm -config "$cfg" -settings "$(conf_value "$cfg" settings)" \
+	mapfile -t cpu < <(cpu_flags "${groups[@]}")
+	(cd "$SLURM_DIR/work" && exec "$DRIVER" run -system slurm -config "$cfg" -settings "$settings" \
 		-n "$n" -clients "$CLIENTS" -sbatch "$(command -v sbatch)" -dir "$SLURM_DIR/work" \
 		-jobcomp "$SLURM_DIR/jobcomp.txt" -out "$RESULTS/$name.json" "${cpu[@]}" "${extra[@]}")
 	slurm_down
@@ -298,33 +348,45 @@ EOT
 }
 
 stockade_run() { # jobs [, driver flags]
-	local n=$1 extra=("${@:2}") name=stockade
-	[ ${#extra[@]} -gt 0 ] && name=$name-held
-	log "Stockade: 3 controllers, $AGENTS agent(s) with $CPUS CPUs in all: $n jobs from $CLIENTS clients"
+	local n=$1 extra=("${@:2}") name how="sbatch clients"
+	local settings="3 controllers (Raft), $AGENTS agent(s), $CPUS CPUs, every job in a container, defaults"
+	name=$(run_name stockade "${extra[@]}")
+	if is_api "${extra[@]}"; then
+		how="REST API clients (api.Client)"
+		settings="$settings; through the /v1 API: one api.Client per client (HTTPS, HTTP/2, one connection each), user bench's token"
+	fi
+	log "Stockade: 3 controllers, $AGENTS agent(s) with $CPUS CPUs in all: $n jobs from $CLIENTS $how"
 	stockade_up
 	local cpu
 	mapfile -t cpu < <(cpu_flags "3 controllers+agents+shims=stockade" "job containers=$CGROUP_PARENT")
 	(cd "$STK/work" && STOCKADE_TOKEN=$BENCH_TOKEN exec "$DRIVER" run -system stockade -config stockade \
-		-settings "3 controllers (Raft), $AGENTS agent(s), $CPUS CPUs, every job in a container, defaults" \
+		-settings "$settings" \
 		-n "$n" -clients "$CLIENTS" -sbatch "$RUN/bin/sbatch" -dir "$STK/work" -user bench \
 		-out "$RESULTS/$name.json" "${cpu[@]}" "${extra[@]}")
-	[ ${#extra[@]} -eq 0 ] && log "Stockade's sacct for the first jobs (CPU time metered from each job's cgroup)" &&
-		{ "$BIN" sacct -a -X -u bench --format=JobID,JobName,State,ExitCode,Submit,Start,End,TotalCPU,NodeList | head -6 || true; }
+	is_held "${extra[@]}" || { log "Stockade's sacct for the first jobs (CPU time metered from each job's cgroup)" &&
+		{ "$BIN" sacct -a -X -u bench --format=JobID,JobName,State,ExitCode,Submit,Start,End,TotalCPU,NodeList | head -6 || true; }; }
 	stockade_down
 }
 
 # ---------------------------------------------------------------- main
 
 report() {
-	local files=() f
-	# Slurm out of the box, tuned Slurm, Stockade, then the held runs.
-	for f in "$RESULTS"/slurm-default.json "$RESULTS"/slurm-*.json "$RESULTS"/stockade.json "$RESULTS"/*-held.json; do
-		[ -e "$f" ] || continue
-		case " ${files[*]} " in *" $f "*) continue ;; esac
-		case "$f" in *-held.json) continue ;; esac
-		files+=("$f")
+	local files=() f group
+	# With sbatch: Slurm out of the box, tuned Slurm, Stockade, then the
+	# held runs; then through the REST APIs: held, then with jobs running.
+	for group in sbatch held api-held api; do
+		for f in "$RESULTS"/slurm-default.json "$RESULTS"/slurm-*.json "$RESULTS"/stockade*.json; do
+			[ -e "$f" ] || continue
+			case "$f" in
+			*-api-held.json) [ $group = api-held ] || continue ;;
+			*-api.json) [ $group = api ] || continue ;;
+			*-held.json) [ $group = held ] || continue ;;
+			*) [ $group = sbatch ] || continue ;;
+			esac
+			case " ${files[*]} " in *" $f "*) continue ;; esac
+			files+=("$f")
+		done
 	done
-	for f in "$RESULTS"/*-held.json; do [ -e "$f" ] && files+=("$f"); done
 	"$DRIVER" report -out "$HERE/results.json" \
 		-host "$(nproc) CPUs, $(awk '/MemTotal/ {printf "%d GiB", $2 / 1048576}' /proc/meminfo), $(. /etc/os-release && echo "$PRETTY_NAME"), $(slurmctld -V)" \
 		"${files[@]}"
@@ -362,6 +424,16 @@ main() {
 			slurm_run "${BENCH_SLURM_HELD_CONFIG:-tuned-builtin-defer}" "$JOBS" -hold
 			stockade_run "$JOBS" -hold
 		fi
+		if [ "${BENCH_API:-1}" = 1 ]; then
+			# The same jobs through each system's REST API, from long-lived
+			# clients: held (submission alone), then running.
+			slurm_run "$SLURM_API_CONFIG" "$JOBS" -via api -hold
+			stockade_run "$JOBS" -via api -hold
+			if [ "${BENCH_API_RUN:-1}" = 1 ]; then
+				slurm_run "$SLURM_API_CONFIG" "$JOBS" -via api
+				stockade_run "$JOBS" -via api
+			fi
+		fi
 		report
 		;;
 	slurm)
@@ -384,6 +456,26 @@ main() {
 		copy_stockade
 		stockade_run "${2:-$JOBS}" -hold
 		;;
+	slurm-api)
+		install_slurm
+		build_driver
+		slurm_run "$2" "${3:-$JOBS}" -via api -hold
+		;;
+	slurm-api-run)
+		install_slurm
+		build_driver
+		slurm_run "$2" "${3:-$JOBS}" -via api
+		;;
+	stockade-api)
+		build_driver
+		copy_stockade
+		stockade_run "${2:-$JOBS}" -via api -hold
+		;;
+	stockade-api-run)
+		build_driver
+		copy_stockade
+		stockade_run "${2:-$JOBS}" -via api
+		;;
 	report)
 		build_driver
 		report
@@ -393,8 +485,10 @@ main() {
 		# stops it.
 		install_slurm
 		slurm_up "$2"
+		slurmrestd_up
 		trap - EXIT INT TERM
 		echo "export SLURM_CONF=$SLURM_CONF"
+		echo "# slurmrestd: curl --unix-socket $SLURMRESTD_SOCKET http://slurmrestd/slurm/v0.0.38/ping"
 		;;
 	stockade-up)
 		copy_stockade
@@ -404,7 +498,9 @@ main() {
 		;;
 	down) ;; # the trap stops everything
 	*)
-		echo "usage: $0 [all | slurm CONFIG [N] | stockade [N] | report | slurm-up CONFIG | stockade-up | down]" >&2
+		echo "usage: $0 [all | slurm CONFIG [N] | stockade [N] | slurm-held CONFIG [N] | stockade-held [N] |" \
+			"slurm-api CONFIG [N] | stockade-api [N] | slurm-api-run CONFIG [N] | stockade-api-run [N] |" \
+			"report | slurm-up CONFIG | stockade-up | down]" >&2
 		exit 2
 		;;
 	esac
