@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Scheduling policy records: QoS, associations, reservations, fair-share
 // usage and the scheduler configuration. They live in the replicated state
@@ -135,8 +138,29 @@ type Reservation struct {
 	End      time.Time `json:"end_time"`
 	// Partition limits a node-count reservation's choice of nodes.
 	Partition string `json:"partition,omitempty"`
-	// Flags as scontrol takes them (e.g. MAINT, IGNORE_JOBS).
+	// Flags as scontrol takes them, upper case: ResvFlagMaint,
+	// ResvFlagIgnoreJobs.
 	Flags []string `json:"flags,omitempty"`
+}
+
+// Reservation flags Stockade interprets (Slurm's spellings).
+const (
+	// ResvFlagMaint marks the reservation's nodes as in maintenance
+	// (sinfo's "maint") while it is active.
+	ResvFlagMaint = "MAINT"
+	// ResvFlagIgnoreJobs lets the reservation take nodes whose running
+	// jobs would still run when it starts.
+	ResvFlagIgnoreJobs = "IGNORE_JOBS"
+)
+
+// HasFlag reports whether the reservation carries flag (any case).
+func (r *Reservation) HasFlag(flag string) bool {
+	for _, f := range r.Flags {
+		if strings.EqualFold(f, flag) {
+			return true
+		}
+	}
+	return false
 }
 
 // Active reports whether the reservation covers time t.
@@ -265,11 +289,18 @@ type JobStep struct {
 	EndTime     time.Time `json:"end_time,omitzero"`
 	// ExitCode and ExitSignal combine the tasks': the highest exit code,
 	// or the signal of a task killed by one.
-	ExitCode    int        `json:"exit_code"`
-	ExitSignal  int        `json:"exit_signal"`
-	Tasks       []StepTask `json:"tasks"`
-	Usage       Usage      `json:"usage"`
-	ModifyIndex uint64     `json:"modify_index"`
+	ExitCode   int        `json:"exit_code"`
+	ExitSignal int        `json:"exit_signal"`
+	Tasks      []StepTask `json:"tasks"`
+	Usage      Usage      `json:"usage"`
+	// CancelRequested is set when the step was cancelled (scancel
+	// JOB.STEP) while its job runs on: the agents stop its tasks, and the
+	// last task's report ends it CANCELLED.
+	CancelRequested bool `json:"cancel_requested,omitempty"`
+	// RequestID is the creating request's (StepCreateRequest.RequestID):
+	// a retried request gets this step instead of a new one.
+	RequestID   string `json:"request_id,omitempty"`
+	ModifyIndex uint64 `json:"modify_index"`
 }
 
 // StepTask is one rank of a step.

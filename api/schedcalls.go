@@ -141,6 +141,10 @@ type StepCreateRequest struct {
 	Tasks        int               `json:"tasks,omitempty"` // 0: the job's
 	TasksPerNode int               `json:"tasks_per_node,omitempty"`
 	CPUsPerTask  int               `json:"cpus_per_task,omitempty"`
+	// RequestID makes the request idempotent: a retry of a request whose
+	// answer was lost (the client retries through leader changes) gets
+	// the step created the first time. srun sends a random one.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // CreateStep starts a step; the answer is the step as recorded.
@@ -163,6 +167,19 @@ func (c *Client) Step(ctx context.Context, jobID uint64, stepID int, index uint6
 	var r JobStep
 	path := "/v1/jobs/" + strconv.FormatUint(jobID, 10) + "/steps/" + strconv.Itoa(stepID) + "?" + q.Encode()
 	if err := c.Do(ctx, http.MethodGet, path, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// CancelStep cancels a running step (scancel JOB.STEP): its tasks are
+// stopped (SIGTERM, then SIGKILL after the grace time) while the job runs
+// on, and the step ends CANCELLED. The answer is the step as recorded.
+// The caller is the job's owner, an admin or the job's credential.
+func (c *Client) CancelStep(ctx context.Context, jobID uint64, stepID int) (*JobStep, error) {
+	var r JobStep
+	path := "/v1/jobs/" + strconv.FormatUint(jobID, 10) + "/steps/" + strconv.Itoa(stepID) + "/cancel"
+	if err := c.Do(ctx, http.MethodPost, path, struct{}{}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil

@@ -51,6 +51,8 @@ const (
 	CmdEpochAnchored
 	CmdSetSettlement
 	CmdSetChain
+	// Job steps: scancel JOB.STEP (steps.go).
+	CmdCancelStep
 )
 
 // Command is one log entry. Time (Unix nanoseconds) is chosen by the
@@ -109,6 +111,7 @@ type Command struct {
 	// SchedConfig replaces the scheduler configuration (CmdSetSchedConfig).
 	SchedConfig *api.SchedConfig `json:"sched_config,omitempty"`
 	// Step is a new step (CmdCreateStep); the state machine assigns its id.
+	// CmdCancelStep names the step to cancel by its JobID and StepID.
 	Step *api.JobStep `json:"step,omitempty"`
 	// StepReport is a finished task (CmdStepReport).
 	StepReport *api.StepReport `json:"step_report,omitempty"`

@@ -11,16 +11,20 @@ import (
 
 // Job steps (srun): CmdCreateStep records a step the API validated against
 // the job's allocation; agents report each finished task with
-// CmdStepReport, and the last report ends the step.
+// CmdStepReport, and the last report ends the step. CmdCancelStep
+// (scancel JOB.STEP) marks a step cancelled: it leaves the agents' lists,
+// so they stop its tasks, and the last report ends it CANCELLED.
 //
 // Results:
 //
 //	CmdCreateStep  *api.JobStep (the stored record; do not modify)
 //	CmdStepReport  bool (whether the report changed the step)
+//	CmdCancelStep  bool (whether the step was running and is now cancelled)
 
 func init() {
 	handlers[CmdCreateStep] = (*applier).createStep
 	handlers[CmdStepReport] = (*applier).stepReport
+	handlers[CmdCancelStep] = (*applier).cancelStep
 }
 
 // PrefixFromArgs lets a compound index whose first field is a uintIndexer
@@ -69,20 +73,27 @@ func TasksOn(nodes, taskNodes []string) []int {
 	return out
 }
 
-// StepLive reports whether a step stored as RUNNING still runs: its job
-// runs, not being cancelled, the attempt the step was started in. Steps
-// outlive their job's end in the store until a report ends them; readers
-// show them CANCELLED.
+// StepLive reports whether a step stored as RUNNING still runs: not
+// cancelled itself, and its job runs, not being cancelled, the attempt the
+// step was started in. Steps outlive their job's end in the store until a
+// report ends them; readers show them CANCELLED.
 func StepLive(st *api.JobStep, j *api.Job) bool {
-	return st.State == api.JobRunning && j != nil && j.State == api.JobRunning && !j.CancelRequested &&
-		!j.StartTime.After(st.StartTime)
+	return st.State == api.JobRunning && !st.CancelRequested && jobLive(st, j)
+}
+
+// jobLive reports whether st's job still runs the attempt st was started
+// in, not being cancelled.
+func jobLive(st *api.JobStep, j *api.Job) bool {
+	return j != nil && j.State == api.JobRunning && !j.CancelRequested && !j.StartTime.After(st.StartTime)
 }
 
 // StepView is the step as clients should see it: a RUNNING step whose job
-// ended or was requeued is CANCELLED at the job's end (or modify) time.
+// ended or was requeued is CANCELLED at the job's end (or modify) time. A
+// step cancelled on its own shows RUNNING (with CancelRequested) until its
+// tasks' reports end it, so that srun gets their outcome.
 // The result may be st itself: do not modify it.
 func StepView(st *api.JobStep, j *api.Job) *api.JobStep {
-	if st.State != api.JobRunning || StepLive(st, j) {
+	if st.State != api.JobRunning || jobLive(st, j) {
 		return st
 	}
 	c := *st
@@ -141,12 +152,45 @@ func (a *applier) putStep(st *api.JobStep) {
 	must(a.txn.Insert(tSteps, st))
 }
 
+// stepByRequest is the step of job jobID created by request id, or nil.
+func (a *applier) stepByRequest(jobID uint64, id string) *api.JobStep {
+	if id == "" {
+		return nil
+	}
+	for _, st := range a.jobSteps(jobID) {
+		if st.RequestID == id {
+			return st
+		}
+	}
+	return nil
+}
+
+// StepByRequest is the step of job jobID created by request id (a retried
+// StepCreateRequest), or nil.
+func (s *Snapshot) StepByRequest(jobID uint64, id string) *api.JobStep {
+	if id == "" {
+		return nil
+	}
+	for _, st := range s.Steps(jobID) {
+		if st.RequestID == id {
+			return st
+		}
+	}
+	return nil
+}
+
 // createStep records a new step of a running job. The API has already
-// placed the tasks; this re-checks them against the job's allocation.
+// placed the tasks; this re-checks them against the job's allocation. A
+// request id already used for the job returns that step unchanged, whatever
+// became of it or the job since: the client retried a request whose answer
+// it lost.
 func (a *applier) createStep(cmd *Command) any {
 	in := cmd.Step
 	if in == nil {
 		return invalid("create step without a step")
+	}
+	if st := a.stepByRequest(in.JobID, in.RequestID); st != nil {
+		return st
 	}
 	j := a.job(in.JobID)
 	switch {
@@ -188,7 +232,7 @@ func (a *applier) createStep(cmd *Command) any {
 		JobID: j.ID, StepID: next, Name: in.Name, User: j.User,
 		Argv: slices.Clone(in.Argv), Env: maps.Clone(in.Env), WorkDir: in.WorkDir,
 		Nodes: slices.Clone(in.Nodes), TaskNodes: slices.Clone(in.TaskNodes), CPUsPerTask: cpt,
-		State: api.JobRunning,
+		State: api.JobRunning, RequestID: in.RequestID,
 		// Not before the job's start, so StepLive never takes a step of
 		// this attempt for one of an earlier attempt when leader clocks
 		// differ.
@@ -207,8 +251,9 @@ func (a *applier) createStep(cmd *Command) any {
 
 // stepReport records one finished task. A report about an unknown or
 // ended step, a task of another node or a task already done is ignored
-// (agents resend after restarts). The last task ends the step; a report
-// arriving after the job ended ends it CANCELLED.
+// (agents resend after restarts). The last task ends the step, CANCELLED
+// if the step was cancelled; a report arriving after the job ended ends it
+// CANCELLED at once.
 func (a *applier) stepReport(cmd *Command) any {
 	r := cmd.StepReport
 	if r == nil {
@@ -227,11 +272,36 @@ func (a *applier) stepReport(cmd *Command) any {
 	t.Output, t.Usage = CapOutput(r.Task.Output), r.Task.Usage
 	c.Usage = addUsage(c.Usage, r.Task.Usage)
 	now := cmdTime(cmd)
-	if !StepLive(st, a.job(r.JobID)) {
+	allDone := !slices.ContainsFunc(c.Tasks, func(t api.StepTask) bool { return !t.Done })
+	switch {
+	case !jobLive(st, a.job(r.JobID)), allDone && st.CancelRequested:
 		a.endStep(&c, api.JobCancelled, now)
-	} else if !slices.ContainsFunc(c.Tasks, func(t api.StepTask) bool { return !t.Done }) {
+	case allDone:
 		a.endStep(&c, "", now)
 	}
+	a.putStep(&c)
+	return true
+}
+
+// cancelStep marks a running step of a running job cancelled (scancel
+// JOB.STEP). The agents stop its tasks when it leaves their lists; their
+// reports end it. A step already ended or cancelled, or whose job no
+// longer runs it, is left alone (false); the API answers those before
+// proposing.
+func (a *applier) cancelStep(cmd *Command) any {
+	in := cmd.Step
+	if in == nil {
+		return invalid("cancel step without a step")
+	}
+	st := a.step(in.JobID, in.StepID)
+	if st == nil {
+		return invalid("step %d.%d unknown", in.JobID, in.StepID)
+	}
+	if !StepLive(st, a.job(in.JobID)) {
+		return false
+	}
+	c := *st
+	c.CancelRequested = true
 	a.putStep(&c)
 	return true
 }

@@ -302,3 +302,168 @@ func TestStepsSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("restored steps differ:\n%+v\n%+v", a, b)
 	}
 }
+
+func TestCreateStepIdempotent(t *testing.T) {
+	withID := func(c Command, id string) Command {
+		s := *c.Step
+		s.RequestID = id
+		c.Step = &s
+		return c
+	}
+	tests := []struct {
+		name string
+		// ids of the creates applied in order; "" has no request id.
+		ids       []string
+		wantSteps []int // the step id each create answers
+		wantCount int
+	}{
+		{"retry of one request", []string{"r1", "r1"}, []int{0, 0}, 1},
+		{"distinct requests", []string{"r1", "r2", "r1", "r2"}, []int{0, 1, 0, 1}, 2},
+		{"no request id never dedups", []string{"", ""}, []int{0, 1}, 2},
+		{"retry after later steps", []string{"r1", "", "r1"}, []int{0, 1, 0}, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			id := h.run(api.JobSpec{Name: "mpi", Nodes: 2, Tasks: 2}, "n1", "n2")
+			answered := map[string]*api.JobStep{}
+			for i, rid := range tc.ids {
+				st := h.must(withID(stepCmd(id, "alice", []string{"n1", "n2"}, 2, 1), rid)).(*api.JobStep)
+				if st.StepID != tc.wantSteps[i] || st.RequestID != rid {
+					t.Fatalf("create %d (%q): step %d request %q, want step %d", i, rid, st.StepID, st.RequestID, tc.wantSteps[i])
+				}
+				if f := answered[rid]; rid != "" && f != nil && !reflect.DeepEqual(f, st) {
+					t.Errorf("retried create %d answered a different record:\n%+v\n%+v", i, f, st)
+				} else if f == nil {
+					answered[rid] = st
+				}
+			}
+			if got := len(h.s.Snapshot().Steps(id)); got != tc.wantCount {
+				t.Errorf("%d steps stored, want %d", got, tc.wantCount)
+			}
+			if st := h.s.Snapshot().StepByRequest(id, tc.ids[0]); tc.ids[0] != "" && (st == nil || st.StepID != 0) {
+				t.Errorf("StepByRequest = %+v", st)
+			}
+		})
+	}
+
+	// The same request id in another job is another request.
+	h := newHarness(t)
+	a := h.run(api.JobSpec{Name: "a"}, "n1")
+	b := h.run(api.JobSpec{Name: "b"}, "n2")
+	h.must(withID(stepCmd(a, "alice", []string{"n1"}, 1, 1), "same"))
+	if st := h.must(withID(stepCmd(b, "alice", []string{"n2"}, 1, 1), "same")).(*api.JobStep); st.JobID != b || st.StepID != 0 {
+		t.Errorf("step of job b: %+v", st)
+	}
+	if len(h.s.Snapshot().Steps(b)) != 1 {
+		t.Errorf("job b has %d steps", len(h.s.Snapshot().Steps(b)))
+	}
+
+	// A retry that arrives after the job ended still gets its step (the
+	// first try succeeded), not a refusal.
+	h.must(Command{Type: CmdCancelJobs, JobIDs: []uint64{a}})
+	if res := h.do(withID(stepCmd(a, "alice", []string{"n1"}, 1, 1), "same")); res == nil {
+		t.Fatal("nil result")
+	} else if st, ok := res.(*api.JobStep); !ok || st.StepID != 0 {
+		t.Errorf("retry after the job's cancel: %v", res)
+	}
+	if res := h.do(withID(stepCmd(a, "alice", []string{"n1"}, 1, 1), "new")); !errors.Is(res.(error), ErrInvalidCommand) {
+		t.Errorf("new request after the job's cancel: %v", res)
+	}
+}
+
+func cancelStepCmd(id uint64, step int) Command {
+	return Command{Type: CmdCancelStep, Step: &api.JobStep{JobID: id, StepID: step}}
+}
+
+func TestCancelStep(t *testing.T) {
+	h := newHarness(t)
+	id := h.run(api.JobSpec{Name: "mpi", Nodes: 2, Tasks: 3}, "n1", "n2")
+	h.must(stepCmd(id, "alice", []string{"n1", "n2"}, 3, 1)) // step 0: n1 n1 n2
+	h.must(stepCmd(id, "alice", []string{"n1"}, 1, 1))       // step 1: n1
+	h.must(taskReport(id, 0, 0, "n1", 0, 0))                 // rank 0 ended before the cancel
+
+	if res := h.must(cancelStepCmd(id, 0)); res != true {
+		t.Fatalf("cancel: %v", res)
+	}
+	snap := h.s.Snapshot()
+	st, j := snap.Step(id, 0), snap.Job(id)
+	switch {
+	case st.State != api.JobRunning || !st.CancelRequested || st.ModifyIndex != h.idx:
+		t.Fatalf("cancelled step stored as %s cancel=%v modify=%d", st.State, st.CancelRequested, st.ModifyIndex)
+	case StepLive(st, j):
+		t.Errorf("a cancelled step is live: agents would keep its tasks")
+	case StepView(st, j) != st:
+		t.Errorf("a cancelled step is viewed as ended before its tasks reported")
+	case j.State != api.JobRunning || j.CancelRequested:
+		t.Errorf("the step's cancel touched the job: %s cancel=%v", j.State, j.CancelRequested)
+	case !StepLive(snap.Step(id, 1), j):
+		t.Errorf("the other step was cancelled too")
+	}
+
+	tests := []struct {
+		name string
+		cmd  Command
+		want any // true, false or an error text
+	}{
+		{"again", cancelStepCmd(id, 0), false},
+		{"unknown step", cancelStepCmd(id, 7), "unknown"},
+		{"unknown job", cancelStepCmd(999, 0), "unknown"},
+		{"negative step", cancelStepCmd(id, -1), "unknown"},
+		{"no step", Command{Type: CmdCancelStep}, "without a step"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := h.s.Snapshot().Steps(id)
+			res := h.do(tc.cmd)
+			if text, ok := tc.want.(string); ok {
+				if err, _ := res.(error); !errors.Is(err, ErrInvalidCommand) || !strings.Contains(err.Error(), text) {
+					t.Fatalf("result %v, want an invalid-command error containing %q", res, text)
+				}
+			} else if res != tc.want {
+				t.Fatalf("result %v, want %v", res, tc.want)
+			}
+			if !reflect.DeepEqual(before, h.s.Snapshot().Steps(id)) {
+				t.Errorf("the steps changed")
+			}
+		})
+	}
+
+	// The killed tasks report: the step ends CANCELLED with the last one,
+	// every task's outcome recorded.
+	if res := h.must(taskReport(id, 0, 2, "n2", 0, 15)); res != true {
+		t.Fatal("report of rank 2 ignored")
+	}
+	if st := h.s.Snapshot().Step(id, 0); st.State != api.JobRunning || !st.Tasks[2].Done {
+		t.Fatalf("after one kill report: %s", st.State)
+	}
+	h.must(taskReport(id, 0, 1, "n1", 0, 15))
+	st = h.s.Snapshot().Step(id, 0)
+	if st.State != api.JobCancelled || st.ExitSignal != 15 || st.EndTime.IsZero() || !st.Tasks[1].Done || st.Tasks[0].ExitSignal != 0 {
+		t.Fatalf("cancelled step ended %s %d:%d end %v tasks %+v", st.State, st.ExitCode, st.ExitSignal, st.EndTime, st.Tasks)
+	}
+	if res := h.do(cancelStepCmd(id, 0)); res != false {
+		t.Errorf("cancel of an ended step: %v", res)
+	}
+	// The ended step is CANCELLED even if every task exited 0 in its grace.
+	h.must(cancelStepCmd(id, 1))
+	h.must(taskReport(id, 1, 0, "n1", 0, 0))
+	if st := h.s.Snapshot().Step(id, 1); st.State != api.JobCancelled {
+		t.Errorf("cancelled step whose task exited 0 ended %s", st.State)
+	}
+	if j := h.job(id); j.State != api.JobRunning {
+		t.Errorf("job %s after its steps' cancel", j.State)
+	}
+	// New steps still start.
+	if st := h.must(stepCmd(id, "alice", []string{"n1"}, 1, 1)).(*api.JobStep); st.StepID != 2 || !StepLive(st, h.job(id)) {
+		t.Errorf("step after the cancels: %+v", st)
+	}
+
+	// A step of a job being cancelled is not cancelled on its own.
+	other := h.run(api.JobSpec{Name: "other"}, "n1")
+	h.must(stepCmd(other, "alice", []string{"n1"}, 1, 1))
+	h.must(Command{Type: CmdCancelJobs, JobIDs: []uint64{other}})
+	if res := h.do(cancelStepCmd(other, 0)); res != false {
+		t.Errorf("cancel of a step of a cancelled job: %v", res)
+	}
+}

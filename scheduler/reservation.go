@@ -11,8 +11,11 @@ import (
 // resvIndex holds the reservations that have not ended. While one is
 // active its nodes run only jobs that name it (as Slurm's --reservation)
 // and that it admits; before it starts, other jobs may use its nodes only
-// if their time limit ends by its start. The MAINT and IGNORE_JOBS flags
-// are not interpreted: every reservation behaves the same.
+// if their time limit ends by its start. Flags change nothing here: MAINT
+// only shows in node states and IGNORE_JOBS only matters when the
+// reservation is made (RunningInTheWay). A job that names a reservation
+// starts in it even if its time limit runs past the reservation's end, as
+// in Slurm: it is ended then (ReservationEnds).
 type resvIndex struct {
 	now    time.Time
 	list   []*api.Reservation // by name
@@ -126,4 +129,96 @@ func (rv *resvIndex) restrict(s *pass, base []uint64, q *queued) []uint64 {
 	}
 	byBase[string(rv.sig)] = m
 	return m
+}
+
+// OverRunUnlimited is a ResvOverRun of UNLIMITED: jobs are never ended
+// because their reservation ended.
+const OverRunUnlimited time.Duration = -1
+
+// startedIn reports whether running job j started in reservation r: it
+// names r and started before r's end.
+func startedIn(j *api.Job, r *api.Reservation) bool {
+	return j.State == api.JobRunning && j.Spec.Reservation == r.Name && j.StartTime.Before(r.End)
+}
+
+// ReservationEnds returns the running jobs to end at now because the
+// reservation they started in ended overRun ago or earlier (Slurm's
+// ResvOverRun; OverRunUnlimited: none), in job id order. Jobs already
+// being cancelled are left out.
+func ReservationEnds(now time.Time, st State, overRun time.Duration) []uint64 {
+	if overRun < 0 {
+		return nil
+	}
+	var ended map[string]*api.Reservation
+	for _, r := range st.Reservations() {
+		if !now.Before(r.End.Add(overRun)) {
+			if ended == nil {
+				ended = map[string]*api.Reservation{}
+			}
+			ended[r.Name] = r
+		}
+	}
+	if ended == nil {
+		return nil
+	}
+	var out []uint64
+	for _, j := range st.RunningJobs() {
+		if r := ended[j.Spec.Reservation]; r != nil && !j.CancelRequested && startedIn(j, r) {
+			out = append(out, j.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ReservationDone reports whether reservation r may be removed at now: it
+// has ended and, unless overRun is OverRunUnlimited, its over-run time is
+// over and no job that started in it still runs (its record is what
+// ReservationEnds needs to end them).
+func ReservationDone(now time.Time, st State, r *api.Reservation, overRun time.Duration) bool {
+	if now.Before(r.End) {
+		return false
+	}
+	if overRun < 0 {
+		return true
+	}
+	if now.Before(r.End.Add(overRun)) {
+		return false
+	}
+	return !slices.ContainsFunc(st.RunningJobs(), func(j *api.Job) bool { return startedIn(j, r) })
+}
+
+// ReservationBoundary reports whether a reservation starts or ends in
+// (after, upTo]: a change of which nodes pending jobs may use, so worth
+// a scheduler pass.
+func ReservationBoundary(st State, after, upTo time.Time) bool {
+	in := func(t time.Time) bool { return t.After(after) && !t.After(upTo) }
+	return slices.ContainsFunc(st.Reservations(), func(r *api.Reservation) bool { return in(r.Start) || in(r.End) })
+}
+
+// RunningInTheWay maps each node to the lowest id of a running job on it
+// that would keep running when reservation r starts (as Slurm's
+// "Requested nodes are busy" check: a job without a time limit always
+// does), not counting jobs that started in r itself. It is nil when r
+// has the IGNORE_JOBS flag. MAINT alone does not ignore jobs, as in Slurm
+// (maintenance reservations usually give both).
+func RunningInTheWay(st State, r *api.Reservation) map[string]uint64 {
+	if r.HasFlag(api.ResvFlagIgnoreJobs) {
+		return nil
+	}
+	out := map[string]uint64{}
+	for _, j := range st.RunningJobs() {
+		if j.Spec.Reservation == r.Name && r.Name != "" {
+			continue
+		}
+		if lim := limitDur(j.TimeLimitSec); lim != never && !j.StartTime.Add(lim).After(r.Start) {
+			continue
+		}
+		for _, n := range j.Nodes {
+			if id, ok := out[n]; !ok || j.ID < id {
+				out[n] = j.ID
+			}
+		}
+	}
+	return out
 }

@@ -326,3 +326,106 @@ func TestSrunMultiNode(t *testing.T) {
 		}
 	})
 }
+
+// stepCancelScript's first step is cancelled by the test with the user's
+// scancel; the script cancels its second itself, with the job's
+// credential (no user token); the third runs to its end: the job goes on.
+const stepCancelScript = `#!/bin/sh
+srun sh -c 'echo step0 up; trap "exit 143" TERM; sleep 300 & wait'
+echo srun0=$?
+srun sh -c 'trap "exit 143" TERM; sleep 300 & wait' &
+pid=$!
+n=0
+until env -u STOCKADE_TOKEN -u STOCKADE_CA STOCKADE_CONFIG=/nonexistent scancel $SLURM_JOB_ID.1 2>scancel.err; do
+	n=$((n+1)); [ $n -gt 120 ] && { echo scancel1 never worked; cat scancel.err; break; }
+	sleep 0.5
+done
+wait $pid
+echo srun1=$?
+srun true
+echo srun2=$?
+`
+
+// TestSrunStepCancel: scancel JOBID.STEPID stops one step, whose srun
+// exits non-zero, while the job runs on; sacct shows the step CANCELLED.
+func TestSrunStepCancel(t *testing.T) {
+	c := testcluster.StartClusterWith(t, testcluster.Options{
+		Controllers: 1, Agents: []string{"node1"}, Config: threeNodeConfig, NetNS: true, AgentCPUs: 2,
+	})
+	tok := c.AddUser("alice", aliceUID)
+	dir := c.UserDir("alice", aliceUID)
+	script := writeScript(t, dir, "cancel.sh", stepCancelScript)
+	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	id := submitEnv(t, c, tok, dir, env, "-w", "node1", "-n1", "-o", "cancel-%j.out", script)
+	sid := strconv.FormatUint(id, 10)
+	outFile := filepath.Join(dir, "cancel-"+sid+".out")
+
+	// Cancel step 0 once it runs.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		b, _ := os.ReadFile(outFile)
+		if strings.Contains(string(b), "step0 up") {
+			break
+		}
+		// Output comes when the step ends: look for the step instead.
+		sacct, _, _ := c.CLI(tok, "sacct", "-j", sid, "--format=JobID,State", "-P", "-n")
+		if strings.Contains(sacct, sid+".0|RUNNING") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step %s.0 never ran; sacct:\n%s", sid, sacct)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if out, errOut, code := c.CLI(tok, "scancel", sid+".0"); code != 0 {
+		t.Fatalf("scancel %s.0: exit %d: %s%s", sid, code, out, errOut)
+	}
+
+	j := c.WaitJobEnd(id, 120*time.Second)
+	b, _ := os.ReadFile(outFile)
+	out := string(b)
+	t.Logf("job %d: %s exit %d; output:\n%s", id, j.State, j.ExitCode, out)
+	if j.State != api.JobCompleted || j.ExitCode != 0 {
+		t.Errorf("job %d: %s exit %d (%s): the step cancels must leave it running", id, j.State, j.ExitCode, j.FailReason)
+	}
+	lines := strings.Split(out, "\n")
+	for _, step := range []string{"0", "1"} {
+		var code int
+		for _, l := range lines {
+			if v, ok := strings.CutPrefix(l, "srun"+step+"="); ok {
+				code, _ = strconv.Atoi(v)
+			}
+		}
+		if code == 0 {
+			t.Errorf("srun of cancelled step %s exited 0 (or never returned)", step)
+		}
+		if want := "*** STEP " + sid + "." + step + " CANCELLED AT "; !strings.Contains(out, want) {
+			t.Errorf("no line %q", want)
+		}
+	}
+	if !slices.Contains(lines, "srun2=0") {
+		t.Errorf("the step after the cancels did not exit 0")
+	}
+	if !strings.Contains(out, "srun: error: node1: task 0: ") {
+		t.Errorf("srun did not report the stopped task")
+	}
+
+	want := map[string]string{sid + ".0": "CANCELLED", sid + ".1": "CANCELLED", sid + ".2": "COMPLETED"}
+	var got map[string]string
+	var sacct string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		sacct, _, _ = c.CLI(tok, "sacct", "-j", sid, "--format=JobID,State", "-P", "-n")
+		got = map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(sacct), "\n") {
+			if jid, st, ok := strings.Cut(l, "|"); ok && want[jid] != "" {
+				got[jid] = st
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sacct -j %s:\n%s\nwant %v", sid, sacct, want)
+	}
+}

@@ -232,7 +232,8 @@ type taskLaunch struct {
 // planSteps compares the step list with the local tasks: tasks of this
 // node not yet run here are launched; local tasks whose job no longer
 // runs the task's attempt, or whose step left the list (it ended, so it
-// was cancelled), are stopped.
+// was cancelled) or is listed cancelled (scancel JOB.STEP), are stopped
+// with the job cancel's grace: SIGTERM, then SIGKILL.
 func planSteps(node string, w *api.AgentWork, local map[taskKey]*localTask, done map[taskKey]bool) stepPlan {
 	var p stepPlan
 	running := map[uint64]*api.Job{}
@@ -244,6 +245,9 @@ func planSteps(node string, w *api.AgentWork, local map[taskKey]*localTask, done
 	listed := map[taskKey]bool{}
 	for i := range w.Steps {
 		st := &w.Steps[i]
+		if st.CancelRequested {
+			continue // the controllers leave these out; older ones did not have them
+		}
 		j := running[st.JobID]
 		for rank, n := range st.TaskNodes {
 			if n != node {
@@ -305,7 +309,7 @@ func (a *agent) applySteps(w *api.AgentWork) {
 		delete(sr.done, k)
 	}
 	for _, k := range p.cancel {
-		a.log.Info("stopping step task: its step or job ended", "task", k.String())
+		a.log.Info("stopping step task: its step was cancelled or its job ended", "task", k.String())
 		sr.tasks[k].cancelWanted = true
 	}
 	for _, l := range p.launch {

@@ -107,6 +107,8 @@ func TestPlanSteps(t *testing.T) {
 			work: stepWork(func(w *api.AgentWork) { w.Jobs[0].Restarts = 2; w.Steps = nil }), local: local(k(0, 0)), cancel: []taskKey{k(0, 0)}},
 		{name: "step left the list: cancelled", node: "node1", work: stepWork(func(w *api.AgentWork) { w.Steps = nil }),
 			local: local(k(0, 1)), cancel: []taskKey{k(0, 1)}},
+		{name: "step cancelled on its own: stop its tasks, launch none", node: "node1",
+			work: stepWork(func(w *api.AgentWork) { w.Steps[0].CancelRequested = true }), local: local(k(0, 1)), cancel: []taskKey{k(0, 1)}},
 		{name: "no tasks here", node: "node3", work: stepWork(nil), local: local()},
 	}
 	for _, tc := range tests {
@@ -488,6 +490,42 @@ func TestTaskRunner(t *testing.T) {
 				!strings.Contains(r.Task.Output, "CANCELLED") {
 				t.Errorf("rank %d of the ended job: %+v", rank, r.Task)
 			}
+		}
+	})
+
+	t.Run("tasks of a cancelled step stop, the job runs on", func(t *testing.T) {
+		fc.mu.Lock()
+		fc.reports = nil
+		fc.mu.Unlock()
+		a := newTestAgent()
+		// The task exits on SIGTERM, in the grace the cancel gives it.
+		st := step(3, `trap 'echo term; exit 143' TERM; echo started; while :; do sleep 0.1; done`)
+		w := api.AgentWork{Index: 5, Jobs: []api.Job{job}, Steps: []api.JobStep{st}}
+		a.applySteps(&w)
+		a.launches.Wait()
+		for rank := 0; rank < 2; rank++ {
+			out := filepath.Join(taskOutDir(state, taskKey{77, 3, rank}), taskOutFile)
+			deadline := time.Now().Add(10 * time.Second)
+			for b, _ := os.ReadFile(out); string(b) != "started\n" && time.Now().Before(deadline); b, _ = os.ReadFile(out) {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		a.watchTasks(context.Background(), a.client())
+		// The step leaves the list; its job stays.
+		a.applySteps(&api.AgentWork{Index: 6, Jobs: []api.Job{job}})
+		start := time.Now()
+		got := waitReports(a, 2)
+		for rank := 0; rank < 2; rank++ {
+			r := got[rank]
+			// SIGTERM came first (the trap ran); the report says 0:9
+			// for any task the shim stopped (endOf).
+			if r.StepID != 3 || !strings.HasPrefix(r.Task.Output, "started\n") || !strings.Contains(r.Task.Output, "term\n") ||
+				!strings.Contains(r.Task.Output, "CANCELLED") || r.Task.ExitSignal != 9 {
+				t.Errorf("rank %d of the cancelled step: %+v", rank, r.Task)
+			}
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("the cancel took %v", d)
 		}
 	})
 

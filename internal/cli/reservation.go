@@ -37,6 +37,27 @@ var resvKeys = nm("ReservationName", 3, "StartTime", 1, "EndTime", 1, "Duration"
 var resvUnsupported = nm("Features", 2, "Licenses", 1, "CoreCnt", 2, "TRES", 2, "BurstBuffer", 1, "Watts", 1,
 	"Groups", 1, "MaxStartDelay", 1, "Comment", 3, "TRESPerNode", 5)
 
+// resvFlagsSupported are the reservation flags Stockade interprets;
+// resvFlagsSlurm are Slurm's others, refused by name.
+var (
+	resvFlagsSupported = []string{api.ResvFlagMaint, api.ResvFlagIgnoreJobs}
+	resvFlagsSlurm     = []string{"ANY_NODES", "DAILY", "FLEX", "HOURLY", "LICENSE_ONLY", "MAGNETIC",
+		"NO_HOLD_JOBS_AFTER_END", "OVERLAP", "PART_NODES", "PURGE_COMP", "REPLACE", "REPLACE_DOWN", "SPEC_NODES",
+		"STATIC_ALLOC", "TIME_FLOAT", "USER_DELETE", "WEEKDAY", "WEEKEND", "WEEKLY"}
+)
+
+// resvFlag checks one Flags= item (any case) and returns Slurm's spelling.
+func resvFlag(f string) (string, error) {
+	u := strings.ToUpper(strings.TrimSpace(f))
+	switch {
+	case slices.Contains(resvFlagsSupported, u):
+		return u, nil
+	case slices.Contains(resvFlagsSlurm, u):
+		return "", fmt.Errorf("Flags=%s is not supported by Stockade (it takes MAINT and IGNORE_JOBS)", u)
+	}
+	return "", fmt.Errorf("Invalid reservation flag: %s (Stockade takes MAINT and IGNORE_JOBS)", f)
+}
+
 // parseResvSpec reads Key=Value arguments (case-insensitive keys; lists
 // take += and -= on update).
 func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec, error) {
@@ -103,7 +124,9 @@ func parseResvSpec(args []string, now time.Time, loc *time.Location) (*resvSpec,
 			names := listVal(v)
 			if key == "Flags" {
 				for i := range names {
-					names[i] = strings.ToUpper(names[i])
+					if names[i], err = resvFlag(names[i]); err != nil {
+						return nil, err
+					}
 				}
 			}
 			switch key {

@@ -836,10 +836,17 @@ func TestReservationSpecs(t *testing.T) {
 			want: `{"op":"update","reservation":{"name":"maint","users":["alice","bob"],"accounts":["chem"],` +
 				`"nodes":["node1","node2","node3"],"start_time":"2026-11-21T10:30:00Z","end_time":"2026-11-21T11:00:00Z",` +
 				`"partition":"batch","flags":["MAINT","IGNORE_JOBS"]}}`},
-		{name: "update node count", update: true, args: "ReservationName=maint NodeCnt=1 Flags+=flex",
+		{name: "update node count", update: true, args: "ReservationName=maint NodeCnt=1 Flags-=ignore_jobs",
 			want: `{"op":"update","reservation":{"name":"maint","users":["alice","bob"],"nodes":null,` +
 				`"start_time":"2026-11-21T09:00:00Z","end_time":"2026-11-21T11:00:00Z","partition":"batch",` +
-				`"flags":["MAINT","IGNORE_JOBS","FLEX"]},"node_count":1}`},
+				`"flags":["MAINT"]},"node_count":1}`},
+		{name: "flags in any case", args: "ReservationName=m StartTime=now Duration=10 Users=alice Nodes=node1 Flags=maint,Ignore_Jobs",
+			want: `{"op":"create","reservation":{"name":"m","users":["alice"],"nodes":["node1"],` +
+				`"start_time":"2026-11-21T10:00:00Z","end_time":"2026-11-21T10:10:00Z","flags":["MAINT","IGNORE_JOBS"]}}`},
+		{name: "a Slurm flag Stockade lacks", args: "ReservationName=m StartTime=now Duration=10 Users=alice Nodes=node1 Flags=MAINT,flex",
+			err: "Flags=FLEX is not supported by Stockade (it takes MAINT and IGNORE_JOBS)"},
+		{name: "an unknown flag", update: true, args: "ReservationName=maint Flags+=bogus",
+			err: "Invalid reservation flag: bogus (Stockade takes MAINT and IGNORE_JOBS)"},
 		{name: "update removes every user", update: true, args: "ReservationName=maint Users-=alice,bob",
 			err: "Either Users or Accounts must be specified"},
 		{name: "update ends before start", update: true, args: "ReservationName=maint StartTime=now+3hours",

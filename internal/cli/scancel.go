@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -14,27 +18,86 @@ import (
 var scancelCmd = &slurmCommand{
 	name:         "scancel",
 	short:        "Cancel or signal jobs",
-	usage:        "scancel [OPTIONS] [JOBID[_TASK]...]",
+	usage:        "scancel [OPTIONS] [JOBID[_TASK][.STEPID]...]",
 	interspersed: true,
 	long: `Cancels the named jobs (123, 123_4, 123_[1-3]; a plain array id means every
 task) and/or every pending or running job matching the filters, or sends
 them a signal with -s. Like Slurm's scancel it looks the jobs up first, so
 an id that does not exist (or is not yours) is reported as
 "Kill job error on job id N: Invalid job id specified" and the exit code
-is 1.`,
+is 1.
+
+JOBID.STEPID (123.0, 123_4.1) cancels one srun step: its tasks get SIGTERM,
+then SIGKILL after the grace time, the step ends CANCELLED and its srun
+exits non-zero; the job runs on. Inside a batch job, scancel may cancel the
+job's own steps with the job's credential when no user token is
+configured. Steps cannot be sent other signals (-s).`,
 	setup: setupScancel,
 }
 
-// cancelPlan is what scancel will do: the jobs to cancel and the errors
-// to report for ids that cannot be.
+// cancelPlan is what scancel will do: the jobs and steps to cancel and
+// the errors to report for ids that cannot be.
 type cancelPlan struct {
 	targets []string // display ids sent to the controllers
+	steps   []stepTarget
 	errors  []string // one line each, without the "scancel: error: " prefix
+}
+
+// stepTarget is a step to cancel.
+type stepTarget struct {
+	jobID uint64
+	step  int
+	text  string // display id: JOBID.STEPID or JOBID_TASK.STEPID
+}
+
+// stepSel is a step named on the command line: JOBID.STEPID or
+// JOBID_TASK.STEPID (JOBID_[1-3].STEPID: that step of each task).
+type stepSel struct {
+	job  jobSel
+	step int
+	text string
+}
+
+// matches reports whether j is the job of the step: a plain id names that
+// job alone (not an array's other tasks), as in Slurm.
+func (s stepSel) matches(j *api.Job) bool {
+	if s.job.tasks == nil {
+		return j.ID == s.job.id
+	}
+	return s.job.matches(j)
+}
+
+// parseScancelIDs splits scancel's comma lists of ids into jobs and steps.
+func parseScancelIDs(vals []string) ([]jobSel, []stepSel, error) {
+	var jobs []jobSel
+	var steps []stepSel
+	for _, item := range splitLists(vals) {
+		base, stepText, isStep := strings.Cut(item, ".")
+		if !isStep {
+			sel, err := parseJobSel(item)
+			if err != nil {
+				return nil, nil, err
+			}
+			jobs = append(jobs, sel)
+			continue
+		}
+		n, err := strconv.Atoi(stepText)
+		if err != nil || n < 0 || strconv.Itoa(n) != stepText {
+			return nil, nil, fmt.Errorf("Invalid job id: %s", item)
+		}
+		sel, err := parseJobSel(base)
+		if err != nil {
+			return nil, nil, fmt.Errorf("Invalid job id: %s", item)
+		}
+		steps = append(steps, stepSel{job: sel, step: n, text: item})
+	}
+	return jobs, steps, nil
 }
 
 // scancelSelection is scancel's filters.
 type scancelSelection struct {
 	jobs                                    []jobSel
+	steps                                   []stepSel
 	users, accounts, partitions, names, qos []string
 	states                                  map[api.JobState]bool
 	nodes                                   map[string]bool
@@ -78,7 +141,34 @@ func planCancel(s *scancelSelection, visible []api.Job) cancelPlan {
 			p.targets = append(p.targets, j.DisplayID())
 		}
 	}
+	for _, sel := range s.steps {
+		found := false
+		for i := range visible {
+			j := &visible[i]
+			if !sel.matches(j) {
+				continue
+			}
+			found = true
+			text := fmt.Sprintf("%s.%d", j.DisplayID(), sel.step)
+			switch {
+			case j.State == api.JobPending:
+				p.errors = append(p.errors, fmt.Sprintf("Kill job error on job step id %s: Job is pending execution", text))
+			case j.State.Terminal():
+				if !s.quiet {
+					p.errors = append(p.errors, fmt.Sprintf("Kill job error on job step id %s: Job/step already completing or completed", text))
+				}
+			case !s.filtered() || s.matchFilters(j):
+				p.steps = append(p.steps, stepTarget{jobID: j.ID, step: sel.step, text: text})
+			}
+		}
+		if !found {
+			p.errors = append(p.errors, fmt.Sprintf("Kill job error on job step id %s: Invalid job id specified", sel.text))
+		}
+	}
 	if len(s.jobs) == 0 {
+		if len(s.steps) > 0 {
+			return p // the filters narrow the steps named
+		}
 		for i := range visible {
 			if s.matchFilters(&visible[i]) {
 				add(&visible[i])
@@ -138,8 +228,11 @@ func setupScancel(fs *pflag.FlagSet) runFunc {
 			names: splitLists(append(*names, *jobNames...)), qos: splitLists(*qos), quiet: *quiet,
 		}
 		var err error
-		if s.jobs, err = parseJobSels(args); err != nil {
+		if s.jobs, s.steps, err = parseScancelIDs(args); err != nil {
 			return err
+		}
+		if *signal != "" && len(s.steps) > 0 {
+			return fmt.Errorf("--signal: job steps (%s) cannot be signalled here; cancel the step, or signal the job", s.steps[0].text)
 		}
 		if s.states, err = parseJobStates(*states); err != nil {
 			return err
@@ -161,21 +254,43 @@ func setupScancel(fs *pflag.FlagSet) runFunc {
 				s.nodes[n] = true
 			}
 		}
-		if len(s.jobs) == 0 && !s.filtered() {
+		if len(s.jobs)+len(s.steps) == 0 && !s.filtered() {
 			return fmt.Errorf("No job identification provided")
 		}
 
 		client, err := e.client()
 		if err != nil {
-			return err
+			// Inside a batch job without a user token: the job's own
+			// steps may be cancelled with its credential.
+			cl, ok := credentialSteps(e, s)
+			if !ok {
+				return err
+			}
+			rctx, cancel, err := e.requestContext(ctx)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			p := cancelPlan{}
+			for _, sel := range s.steps {
+				p.steps = append(p.steps, stepTarget{jobID: sel.job.id, step: sel.step, text: sel.text})
+			}
+			if cancelSteps(rctx, e, cl, p.steps, *verbose > 0, s.quiet) {
+				return errReported
+			}
+			return nil
 		}
 		rctx, cancel, err := e.requestContext(ctx)
 		if err != nil {
 			return err
 		}
 		defer cancel()
-		q := api.JobQuery{All: true, Users: serverUsers(s.users), IDs: queryIDs(s.jobs)}
-		if len(s.jobs) == 0 {
+		sels := slices.Clone(s.jobs)
+		for _, st := range s.steps {
+			sels = append(sels, st.job)
+		}
+		q := api.JobQuery{All: true, Users: serverUsers(s.users), IDs: queryIDs(sels)}
+		if len(sels) == 0 {
 			// Ids are checked against every state; filters see live jobs.
 			q.States = []api.JobState{api.JobPending, api.JobRunning}
 			if s.states != nil {
@@ -212,9 +327,63 @@ func setupScancel(fs *pflag.FlagSet) runFunc {
 				}
 			}
 		}
+		if cancelSteps(rctx, e, client, plan.steps, *verbose > 0, s.quiet) {
+			failed = true
+		}
 		if failed {
 			return errReported
 		}
 		return nil
 	}
+}
+
+// cancelSteps cancels steps one by one, reporting each failure as Slurm's
+// scancel does; it returns whether one was reported.
+func cancelSteps(ctx context.Context, e *env, cl *api.Client, steps []stepTarget, verbose, quiet bool) bool {
+	failed := false
+	for _, st := range steps {
+		if verbose {
+			fmt.Fprintf(e.stderr, "scancel: Terminating step %s\n", st.text)
+		}
+		_, err := cl.CancelStep(ctx, st.jobID, st.step)
+		if err == nil {
+			continue
+		}
+		msg := apiMessage(err)
+		var he *api.HTTPError
+		if errors.As(err, &he) {
+			switch he.Status {
+			case http.StatusNotFound:
+				msg = "Invalid job id specified"
+			case http.StatusConflict:
+				if quiet {
+					continue
+				}
+				msg = "Job/step already completing or completed"
+			}
+		}
+		failed = true
+		fmt.Fprintf(e.stderr, "scancel: error: Kill job error on job step id %s: %s\n", st.text, msg)
+	}
+	return failed
+}
+
+// credentialSteps is the client for cancelling steps with the batch
+// script's job credential: when only steps of plain job ids are named, no
+// filters given, and the environment has the credential.
+func credentialSteps(e *env, s *scancelSelection) (*api.Client, bool) {
+	cred := strings.TrimSpace(e.getenv(credentialEnv))
+	if cred == "" || len(s.steps) == 0 || len(s.jobs) > 0 || s.filtered() {
+		return nil, false
+	}
+	for _, st := range s.steps {
+		if st.job.tasks != nil {
+			return nil, false
+		}
+	}
+	cl, err := credentialClient(e, cred)
+	if err != nil {
+		return nil, false
+	}
+	return cl, true
 }

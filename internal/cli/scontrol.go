@@ -210,10 +210,16 @@ func scontrolShow(ctx context.Context, e *env, what string, args []string, oneli
 			slices.SortFunc(nodes, func(a, b api.Node) int { return compareHost(a.Name, b.Name) })
 			parts := nodePartitions(resp.Partitions)
 			fc := &fmtCtx{now: e.now(), loc: e.loc}
+			// Only for "+MAINT": without the reservations nodes show their
+			// other states.
+			var maint map[string]bool
+			if resvs, err := c.Reservations(ctx); err == nil {
+				maint = maintNodes(resvs.Reservations, fc.now)
+			}
 			var recs []string
 			for i := range nodes {
 				if want == nil || want[nodes[i].Name] {
-					recs = append(recs, showNode(fc, &nodes[i], parts[nodes[i].Name]))
+					recs = append(recs, showNodeIn(fc, &nodes[i], parts[nodes[i].Name], maint))
 				}
 			}
 			if len(recs) == 0 {

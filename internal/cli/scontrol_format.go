@@ -121,6 +121,12 @@ func nodePartitions(parts []api.Partition) map[string][]string {
 
 // showNode is one node of scontrol show node.
 func showNode(c *fmtCtx, n *api.Node, partitions []string) string {
+	return showNodeIn(c, n, partitions, nil)
+}
+
+// showNodeIn is showNode knowing the nodes of active MAINT reservations
+// (maintNodes), whose State gets "+MAINT".
+func showNodeIn(c *fmtCtx, n *api.Node, partitions []string, maint map[string]bool) string {
 	var b strings.Builder
 	line := func(format string, a ...any) {
 		b.WriteString("   ")
@@ -137,7 +143,7 @@ func showNode(c *fmtCtx, n *api.Node, partitions []string) string {
 		line("OS=%s", n.OS)
 	}
 	line("RealMemory=%d AllocMem=%d FreeMem=N/A", n.MemoryMB, n.AllocMemoryMB)
-	line("State=%s Weight=1 Owner=N/A MCS_label=N/A", nodeStateOf(n).upper)
+	line("State=%s Weight=1 Owner=N/A MCS_label=N/A", nodeStateIn(n, maint).upper)
 	line("Partitions=%s", orNull(strings.Join(partitions, ",")))
 	line("BootTime=%s SlurmdStartTime=%s", slurmDate(n.BootTime, c.loc, "None"), slurmDate(n.RegisteredAt, c.loc, "None"))
 	line("CfgTRES=%s", nodeTRES(n.CPUs, n.MemoryMB, n.GPUs))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 )
 
@@ -50,7 +51,7 @@ func setupSinfo(fs *pflag.FlagSet) runFunc {
 	responding := fs.BoolP("responding", "r", false, "show only responding nodes")
 	reasons := fs.BoolP("list-reasons", "R", false, "list the reasons nodes are down or drained")
 	summarize := fs.BoolP("summarize", "s", false, "one line per partition: NODES(A/I/O/T)")
-	states := fs.StringArrayP("states", "t", nil, "show only nodes in these `states`: idle,mix,alloc,drain,drng,down,unk,all")
+	states := fs.StringArrayP("states", "t", nil, "show only nodes in these `states`: idle,mix,alloc,drain,drng,down,unk,maint,all")
 	asJSON := fs.Bool("json", false, "print nodes and partitions as JSON")
 	fs.Bool("noconvert", false, "accepted for compatibility")
 	fs.CountP("verbose", "v", "accepted for compatibility")
@@ -115,9 +116,19 @@ func setupSinfo(fs *pflag.FlagSet) runFunc {
 				return err
 			}
 			resp, err := client.Nodes(rctx)
+			var resvs *api.ReservationsResponse
+			if err == nil {
+				// Only for the maint state: without it nodes show their
+				// other states.
+				resvs, _ = client.Reservations(rctx)
+			}
 			cancel()
 			if err != nil {
 				return fmt.Errorf("%s", apiMessage(err))
+			}
+			v.maint = nil
+			if resvs != nil {
+				v.maint = maintNodes(resvs.Reservations, e.now())
 			}
 			if *asJSON {
 				b, err := sinfoJSON(resp.Nodes, resp.Partitions)

@@ -66,6 +66,37 @@ func nodeStateOf(n *api.Node) nodeState {
 	return nodeState{compact: "idle", long: "idle", upper: "IDLE", rank: 2}
 }
 
+// nodeStateIn is nodeStateOf for a node that may be in an active MAINT
+// reservation (maint): scontrol adds "+MAINT" and sinfo shows "maint"
+// unless the node is allocated, mixed, down or drained, as Slurm does.
+func nodeStateIn(n *api.Node, maint map[string]bool) nodeState {
+	s := nodeStateOf(n)
+	if maint[n.Name] {
+		s.upper += "+MAINT"
+		if s.compact == "idle" {
+			s.compact, s.long = "maint", "maint"
+		}
+	}
+	return s
+}
+
+// maintNodes returns the nodes of the reservations with the MAINT flag
+// that are active at now.
+func maintNodes(rs []api.Reservation, now time.Time) map[string]bool {
+	var out map[string]bool
+	for i := range rs {
+		if r := &rs[i]; r.Active(now) && r.HasFlag(api.ResvFlagMaint) {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			for _, n := range r.Nodes {
+				out[n] = true
+			}
+		}
+	}
+	return out
+}
+
 func nodeGres(n *api.Node) string {
 	if n.GPUs > 0 {
 		return "gpu:" + strconv.Itoa(n.GPUs)
@@ -87,7 +118,8 @@ func nodeReason(n *api.Node) string {
 type sinfoRow struct {
 	part  *api.Partition
 	nodes []*api.Node
-	loc   *time.Location // for times the row prints
+	loc   *time.Location  // for times the row prints
+	maint map[string]bool // nodes in an active MAINT reservation
 }
 
 // sinfoField is one sinfo % code.
@@ -96,8 +128,10 @@ type sinfoField struct {
 	// part marks fields about the partition: they make rows per partition.
 	part bool
 	// key, when set, is the node attribute rows are grouped by.
-	key   func(n *api.Node) string
-	value func(r *sinfoRow) string
+	key func(n *api.Node) string
+	// stateKey groups rows by node state (which needs the row's maint).
+	stateKey bool
+	value    func(r *sinfoRow) string
 	// noCutHead: the header is printed whole (NODELIST).
 	noCutHead bool
 }
@@ -123,7 +157,7 @@ func minPlus[T cmp.Ordered](vals []T, f func(T) string) string {
 
 func rowCounts(r *sinfoRow) (alloc, idle, other int) {
 	for _, n := range r.nodes {
-		s := nodeStateOf(n)
+		s := nodeStateIn(n, r.maint)
 		switch {
 		case s.other:
 			other++
@@ -140,7 +174,7 @@ func rowState(r *sinfoRow, long bool) string {
 	if len(r.nodes) == 0 {
 		return "n/a"
 	}
-	s := nodeStateOf(r.nodes[0])
+	s := nodeStateIn(r.nodes[0], r.maint)
 	if long {
 		return s.long
 	}
@@ -246,8 +280,8 @@ var sinfoCodes = map[byte]sinfoField{
 			return "1-" + strconv.Itoa(p.MaxNodes)
 		})
 	}},
-	't': {header: "STATE", key: func(n *api.Node) string { return nodeStateOf(n).compact }, value: func(r *sinfoRow) string { return rowState(r, false) }},
-	'T': {header: "STATE", key: func(n *api.Node) string { return nodeStateOf(n).compact }, value: func(r *sinfoRow) string { return rowState(r, true) }},
+	't': {header: "STATE", stateKey: true, value: func(r *sinfoRow) string { return rowState(r, false) }},
+	'T': {header: "STATE", stateKey: true, value: func(r *sinfoRow) string { return rowState(r, true) }},
 	'u': {header: "USER", value: func(r *sinfoRow) string { return "Unknown" }},
 	'U': {header: "USER", value: func(r *sinfoRow) string { return "Unknown" }},
 	'v': {header: "VERSION", key: func(n *api.Node) string { return n.AgentVersion }, value: func(r *sinfoRow) string {
@@ -326,6 +360,8 @@ type sinfoView struct {
 	// dateLine is -l's leading date.
 	dateLine time.Time
 	loc      *time.Location
+	// maint holds the nodes of active MAINT reservations.
+	maint map[string]bool
 }
 
 // sinfoFilter selects partitions and nodes.
@@ -337,11 +373,11 @@ type sinfoFilter struct {
 	dead       bool
 }
 
-func (f *sinfoFilter) node(n *api.Node) bool {
+func (f *sinfoFilter) node(n *api.Node, maint map[string]bool) bool {
 	if f.nodes != nil && !f.nodes[n.Name] {
 		return false
 	}
-	st := nodeStateOf(n)
+	st := nodeStateIn(n, maint)
 	if f.states != nil && !f.states[st.compact] {
 		return false
 	}
@@ -356,8 +392,8 @@ func (f *sinfoFilter) node(n *api.Node) bool {
 var sinfoNodeStates = map[string][]string{
 	"idle": {"idle"}, "mix": {"mix"}, "mixed": {"mix"}, "alloc": {"alloc"}, "allocated": {"alloc"},
 	"drain": {"drain", "drng"}, "drained": {"drain"}, "drng": {"drng"}, "draining": {"drng"},
-	"down": {"down"}, "unk": {"unk"}, "unknown": {"unk"},
-	"all": {"idle", "mix", "alloc", "drain", "drng", "down", "unk"},
+	"down": {"down"}, "unk": {"unk"}, "unknown": {"unk"}, "maint": {"maint"},
+	"all": {"idle", "mix", "alloc", "drain", "drng", "down", "unk", "maint"},
 }
 
 func parseNodeStates(items []string) (map[string]bool, error) {
@@ -394,6 +430,9 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 			if fld.key != nil {
 				byKey = append(byKey, fld.key)
 			}
+			if fld.stateKey {
+				byKey = append(byKey, func(n *api.Node) string { return nodeStateIn(n, v.maint).compact })
+			}
 		}
 		items = append(items, it)
 	}
@@ -429,7 +468,7 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 		}
 		g := index[key]
 		if g == nil {
-			g = &group{row: sinfoRow{part: p, loc: v.loc}, partIdx: partIdx}
+			g = &group{row: sinfoRow{part: p, loc: v.loc, maint: v.maint}, partIdx: partIdx}
 			index[key] = g
 			groups = append(groups, g)
 		}
@@ -441,7 +480,7 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 		before := len(groups)
 		for _, name := range expandNames(p.Nodes) {
 			n := nodeByName[name]
-			if n == nil || !f.node(n) {
+			if n == nil || !f.node(n, v.maint) {
 				continue
 			}
 			if byPart {
@@ -451,7 +490,7 @@ func renderSinfo(v sinfoView, f *sinfoFilter, nodes []api.Node, parts []api.Part
 			}
 		}
 		if byPart && len(groups) == before && v.showEmpty && !v.nodeOriented {
-			g := &group{row: sinfoRow{part: p, loc: v.loc}, partIdx: pi}
+			g := &group{row: sinfoRow{part: p, loc: v.loc, maint: v.maint}, partIdx: pi}
 			groups = append(groups, g)
 		}
 	}

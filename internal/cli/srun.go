@@ -41,7 +41,8 @@ SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, SLURM_NTASKS, SLURM_STEP_ID and
 the other srun variables set. srun waits for every task, prints their
 output (stdout and stderr together) in rank order, reports failing tasks
 on stderr and exits with the highest exit code (128+N for a task killed by
-signal N).
+signal N). A step cancelled with scancel JOBID.STEPID ends CANCELLED: srun
+reports its tasks (e.g. "task 0: Terminated") and exits non-zero.
 
 srun works only inside a batch job: it authenticates with the job's
 credential, which the node gives the batch script. Output is printed when
@@ -135,24 +136,11 @@ func srunMain(ctx context.Context, e *env, o *srunOpts, args []string) (int, err
 	if err != nil {
 		return 0, err
 	}
-	servers, err := parseServers(strings.Split(e.getenv("STOCKADE_SERVERS"), ","), "STOCKADE_SERVERS")
-	if err != nil {
-		return 0, err
-	}
-	caPEM := []byte(e.getenv(caPEMEnv))
-	if len(caPEM) == 0 {
-		file := e.getenv(caFileEnv)
-		if file == "" {
-			file = e.getenv("STOCKADE_CA")
-		}
-		if file == "" {
-			return 0, fmt.Errorf("no cluster CA: %s, %s or STOCKADE_CA must be set", caPEMEnv, caFileEnv)
-		}
-		if caPEM, err = e.readFile(file); err != nil {
-			return 0, fmt.Errorf("cluster CA: %w", err)
-		}
-	}
-	cl, err := srunClient(servers, cred, caPEM)
+	// The client retries a request whose answer it lost (a leader
+	// change): the id makes the retry get the step created the first
+	// time instead of a second one.
+	req.RequestID = e.newID()
+	cl, err := credentialClient(e, cred)
 	if err != nil {
 		return 0, err
 	}
@@ -174,6 +162,29 @@ func srunMain(ctx context.Context, e *env, o *srunOpts, args []string) (int, err
 		fmt.Fprintf(e.stderr, "srun: error: %s\n", m)
 	}
 	return code, nil
+}
+
+// credentialClient connects to the controllers named in the batch
+// script's environment with the job credential cred.
+func credentialClient(e *env, cred string) (*api.Client, error) {
+	servers, err := parseServers(strings.Split(e.getenv("STOCKADE_SERVERS"), ","), "STOCKADE_SERVERS")
+	if err != nil {
+		return nil, err
+	}
+	caPEM := []byte(e.getenv(caPEMEnv))
+	if len(caPEM) == 0 {
+		file := e.getenv(caFileEnv)
+		if file == "" {
+			file = e.getenv("STOCKADE_CA")
+		}
+		if file == "" {
+			return nil, fmt.Errorf("no cluster CA: %s, %s or STOCKADE_CA must be set", caPEMEnv, caFileEnv)
+		}
+		if caPEM, err = e.readFile(file); err != nil {
+			return nil, fmt.Errorf("cluster CA: %w", err)
+		}
+	}
+	return srunClient(servers, cred, caPEM)
 }
 
 // waitStep long-polls the step until it ends. Unreachable controllers are

@@ -114,6 +114,9 @@ func TestStepOutcome(t *testing.T) {
 		{name: "cancelled", step: &api.JobStep{JobID: 5, StepID: 1, State: api.JobCancelled, EndTime: fixNow, Tasks: []api.StepTask{
 			task(0, "n1", 0, 0, "ok\n"), {Rank: 1, Node: "n2"}}},
 			out: "ok\n", msgs: []string{"*** STEP 5.1 CANCELLED AT 2026-11-21T10:00:00 ***"}, code: 1},
+		{name: "cancelled with scancel JOB.STEP", step: &api.JobStep{JobID: 5, StepID: 2, State: api.JobCancelled, EndTime: fixNow,
+			ExitSignal: 15, CancelRequested: true, Tasks: []api.StepTask{task(0, "n1", 0, 15, ""), task(1, "n1", 0, 15, ""), task(2, "n2", 0, 9, "")}},
+			msgs: []string{"n1: tasks 0-1: Terminated", "n2: task 2: Killed", "*** STEP 5.2 CANCELLED AT 2026-11-21T10:00:00 ***"}, code: 143},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,6 +197,7 @@ func srunEnv(t *testing.T, f http.Handler, vars map[string]string) (*env, *bytes
 		now:   func() time.Time { return fixNow },
 		loc:   time.UTC,
 		sleep: func(context.Context, time.Duration) error { return errors.New("stop") },
+		newID: func() string { return "step-request-1" },
 	}
 	return e, &stdout, &stderr
 }
@@ -252,7 +256,8 @@ func TestSrunRun(t *testing.T) {
 	e, _, _ := srunEnv(t, f, inJob)
 	run(context.Background(), e, []string{"srun", "-N", "2", "--mpi=pmix", "prog", "-n", "5"})
 	if !reflect.DeepEqual(f.create.Argv, []string{"prog", "-n", "5"}) || f.create.Nodes != 2 || f.create.Tasks != 0 ||
-		f.create.Env[credentialEnv] != "" || f.create.Env["SLURM_JOB_ID"] != "42" || f.create.WorkDir != "/home/alice" {
+		f.create.Env[credentialEnv] != "" || f.create.Env["SLURM_JOB_ID"] != "42" || f.create.WorkDir != "/home/alice" ||
+		f.create.RequestID != "step-request-1" {
 		t.Errorf("request %+v", f.create)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stockade-hpc/stockade/internal/hostlist"
 	"github.com/stockade-hpc/stockade/internal/sbatch"
 	"github.com/stockade-hpc/stockade/raftstore"
+	"github.com/stockade-hpc/stockade/scheduler"
 )
 
 // Config is the cluster configuration file given with --config (TOML):
@@ -51,6 +52,8 @@ import (
 //	backfill_window_sec = 86400
 //	backfill_reservations = 0
 //	default_qos = "normal"
+//	resv_over_run = 0                 # ResvOverRun: how long jobs run on past their reservation's
+//	                                  # end (Slurm time or minutes); "UNLIMITED": never ended
 //	[scheduler.weights]
 //	age = 1000
 //	fairshare = 10000
@@ -119,6 +122,11 @@ type Config struct {
 	Partitions  []PartitionConfig
 	// Scheduler is the [scheduler] table over api.DefaultSchedConfig.
 	Scheduler api.SchedConfig
+	// ResvOverRun is the [scheduler] table's resv_over_run: how long a job
+	// that started in a reservation may run past its end before the
+	// leader ends it (scheduler.OverRunUnlimited: never). It is the
+	// leader's own setting, not replicated.
+	ResvOverRun time.Duration
 	// QOS are the [[qos]] tables.
 	QOS []api.QOS
 	// Accounting is the [accounting] table.
@@ -219,6 +227,16 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{ClusterName: "stockade", Scheduler: api.DefaultSchedConfig(), Accounting: defaultAcctConfig(),
 		Chain: ChainConfig{Dev: true}}
 	if md.IsDefined("scheduler") {
+		// resv_over_run is the controllers' own, not api.SchedConfig's.
+		var own struct {
+			ResvOverRun any `toml:"resv_over_run"`
+		}
+		if err := md.PrimitiveDecode(raw.Scheduler, &own); err != nil {
+			return nil, fmt.Errorf("scheduler: %w", oneLine(err))
+		}
+		if c.ResvOverRun, err = resvOverRun(own.ResvOverRun); err != nil {
+			return nil, err
+		}
 		if err := md.PrimitiveDecode(raw.Scheduler, &c.Scheduler); err != nil {
 			return nil, fmt.Errorf("scheduler: %w", oneLine(err))
 		}
@@ -587,6 +605,25 @@ func quoteAny(v any) string {
 		return strconv.Quote(s)
 	}
 	return fmt.Sprintf("%v", v)
+}
+
+// resvOverRun reads [scheduler] resv_over_run as slurm.conf's
+// ResvOverRun: a time (integers are minutes), or UNLIMITED; unset is 0.
+func resvOverRun(v any) (time.Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if t, ok := v.(string); ok {
+		switch strings.ToUpper(strings.TrimSpace(t)) {
+		case "UNLIMITED", "INFINITE", "-1":
+			return scheduler.OverRunUnlimited, nil
+		}
+	}
+	sec, err := timeValue("resv_over_run", v)
+	if err != nil {
+		return 0, fmt.Errorf("scheduler.%w (a time or \"UNLIMITED\")", err)
+	}
+	return time.Duration(sec) * time.Second, nil
 }
 
 func timeValue(key string, v any) (int64, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/accounting"
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/scheduler"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -381,6 +382,8 @@ func TestParseConfigPolicyErrors(t *testing.T) {
 		{"unknown scheduler key", "[scheduler]\ncolour = 1", "scheduler.colour: unknown key"},
 		{"unknown weight", "[scheduler.weights]\nnice = 1", "scheduler.weights.nice: unknown key"},
 		{"bad policy", "[scheduler]\npolicy = \"lottery\"", "scheduler.policy"},
+		{"bad resv_over_run", "[scheduler]\nresv_over_run = \"soon\"", `scheduler.resv_over_run: invalid time "soon" (a time or "UNLIMITED")`},
+		{"negative resv_over_run", "[scheduler]\nresv_over_run = -5", "scheduler.resv_over_run: invalid time -5"},
 		{"negative weight", "[scheduler.weights]\nqos = -1", "scheduler.weights.qos"},
 		{"wrong type", "[scheduler]\nbackfill_depth = \"deep\"", "scheduler"},
 		{"qos without name", "[[qos]]\npriority = 1", "qos[0].name: required"},
@@ -554,6 +557,30 @@ func TestParseConfigChainErrors(t *testing.T) {
 		_, err := ParseConfig([]byte(tc.text))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "\r\n") {
 			t.Errorf("%q: error %v, want %q...", tc.text, err, tc.want)
+		}
+	}
+}
+
+// TestParseConfigResvOverRun: [scheduler] resv_over_run is slurm.conf's
+// ResvOverRun (minutes when an integer) or UNLIMITED.
+func TestParseConfigResvOverRun(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want time.Duration
+	}{
+		{"[scheduler]\npolicy = \"fifo\"", 0},
+		{"[scheduler]\nresv_over_run = 5", 5 * time.Minute},
+		{"[scheduler]\nresv_over_run = \"0:30\"", 30 * time.Second},
+		{"[scheduler]\nresv_over_run = \"unlimited\"", scheduler.OverRunUnlimited},
+		{"[scheduler]\nresv_over_run = 0\n[scheduler.weights]\nqos = 1", 0},
+	} {
+		c, err := ParseConfig([]byte(tc.text))
+		if err != nil {
+			t.Errorf("%q: %v", tc.text, err)
+			continue
+		}
+		if c.ResvOverRun != tc.want {
+			t.Errorf("%q: %v, want %v", tc.text, c.ResvOverRun, tc.want)
 		}
 	}
 }

@@ -192,6 +192,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		ev := st.SchedEvents()
 		snap := st.Snapshot()
 		last = snap.Index()
+		s.endReservationJobs(ctx, snap, time.Now())
 		if !gate.needed(time.Now(), ev, snap) {
 			continue
 		}
@@ -233,7 +234,8 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 //   - something happened that may free resources, make a pending job
 //     eligible or reorder the queue (SchedEvents.Changes: job ends,
 //     cancels, releases, node, partition, reservation, QoS and
-//     configuration changes), or
+//     configuration changes; and a reservation's start or end passing),
+//     or
 //   - jobs that may start were submitted (SchedEvents.Submits: held jobs
 //     never start) and some usable node has as many free CPUs as one of
 //     the pending jobs that are not held needs (scheduler.Saturated).
@@ -271,6 +273,8 @@ func (g *passGate) needed(now time.Time, ev raftstore.SchedEvents, snap gateView
 	switch {
 	case !g.ran || !g.quiet || now.Sub(g.at) >= schedTick || ev.Changes != g.ev.Changes:
 		return true
+	case scheduler.ReservationBoundary(snap, g.at, now):
+		return true // a reservation started or ended: its nodes changed hands
 	case ev.Submits == g.ev.Submits:
 		return false // nothing new, or only held jobs
 	}

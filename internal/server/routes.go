@@ -188,6 +188,7 @@ func (s *Server) routes() http.Handler {
 	// since they also take the job's credential.
 	h("POST /v1/jobs/{id}/steps", write, anyone, s.handleCreateStep)
 	h("GET /v1/jobs/{id}/steps/{step}", read, anyone, s.handleGetStep)
+	h("POST /v1/jobs/{id}/steps/{step}/cancel", write, anyone, s.handleCancelStep)
 	h("GET /v1/steps", read, user, s.handleListSteps)
 	h("GET /v1/agent/steps", local, agent, s.handleAgentSteps)
 	h("POST /v1/agent/step-report", write, agent, s.handleStepReport)

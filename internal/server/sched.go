@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -288,6 +289,13 @@ func reservationCommand(snap *raftstore.Snapshot, req *api.ReservationRequest, n
 		return nil, badRequest("reservation.end_time: required")
 	}
 	var err error
+	var had []string
+	if old != nil {
+		had = old.Flags
+	}
+	if rv.Flags, err = reservationFlags(rv.Flags, had); err != nil {
+		return nil, err
+	}
 	if rv.Nodes, err = expandNodes("reservation.nodes", rv.Nodes); err != nil {
 		return nil, err
 	}
@@ -301,13 +309,45 @@ func reservationCommand(snap *raftstore.Snapshot, req *api.ReservationRequest, n
 			return nil, err
 		}
 	}
+	// As Slurm, nodes whose running jobs would still run when the
+	// reservation starts are refused unless IGNORE_JOBS is given; an
+	// update is checked only when it moves the start earlier or adds
+	// nodes.
+	if old == nil || rv.Start.Before(old.Start) || slices.ContainsFunc(rv.Nodes, func(n string) bool { return !slices.Contains(old.Nodes, n) }) {
+		busy := scheduler.RunningInTheWay(snap, &rv)
+		for _, n := range rv.Nodes {
+			if id, ok := busy[n]; ok {
+				return nil, errorf(http.StatusConflict, "reservation.nodes: Requested nodes are busy: job %d runs on %s past the start (Flags=IGNORE_JOBS reserves it anyway)", id, n)
+			}
+		}
+	}
 	cmd.Reservation = &rv
 	return cmd, nil
 }
 
+// reservationFlags checks and normalizes reservation flags: Slurm's
+// spellings of the flags Stockade interprets, any case, each once. Flags
+// the reservation already had (stored before they were checked) stay.
+func reservationFlags(flags, had []string) ([]string, error) {
+	var out []string
+	for _, f := range flags {
+		u := strings.ToUpper(strings.TrimSpace(f))
+		switch {
+		case u == api.ResvFlagMaint, u == api.ResvFlagIgnoreJobs, slices.Contains(had, u):
+		default:
+			return nil, badRequest("reservation.flags: unsupported flag %q (Stockade takes MAINT and IGNORE_JOBS)", f)
+		}
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
 // pickReservationNodes chooses count usable nodes of the reservation's
-// partition (or the default one) that no overlapping reservation holds,
-// the idlest first.
+// partition (or the default one) that no overlapping reservation holds
+// and, without IGNORE_JOBS, that run no job past its start, the idlest
+// first.
 func pickReservationNodes(snap *raftstore.Snapshot, rv *api.Reservation, count int) ([]string, error) {
 	pt := snap.DefaultPartition()
 	if rv.Partition != "" {
@@ -320,9 +360,13 @@ func pickReservationNodes(snap *raftstore.Snapshot, rv *api.Reservation, count i
 		return nil, badRequest("reservation.partition: required: there is no default partition")
 	}
 	var free []*api.Node
+	busy := scheduler.RunningInTheWay(snap, rv)
 	for _, name := range pt.Nodes {
 		n := snap.Node(name)
 		if n == nil || !n.Usable() {
+			continue
+		}
+		if _, ok := busy[name]; ok {
 			continue
 		}
 		probe := api.Reservation{Start: rv.Start, End: rv.End, Nodes: []string{name}}
@@ -335,7 +379,7 @@ func pickReservationNodes(snap *raftstore.Snapshot, rv *api.Reservation, count i
 		}
 	}
 	if len(free) < count {
-		return nil, errorf(http.StatusConflict, "node_count: only %d usable nodes of partition %s are free of other reservations then, %d asked",
+		return nil, errorf(http.StatusConflict, "node_count: only %d usable nodes of partition %s are free of other reservations and running jobs then, %d asked",
 			len(free), pt.Name, count)
 	}
 	slices.SortStableFunc(free, func(a, b *api.Node) int {
@@ -409,11 +453,31 @@ func policyCommands(cfg *Config, snap *raftstore.Snapshot, now time.Time) []*raf
 		cmd(&raftstore.Command{Type: raftstore.CmdAccounting, Accounting: &api.AccountingRequest{Op: "add", Associations: assocs}})
 	}
 	for _, rv := range snap.Reservations() {
-		if !rv.End.After(now) {
+		if scheduler.ReservationDone(now, snap, rv, cfg.ResvOverRun) {
 			cmd(&raftstore.Command{Type: raftstore.CmdDeleteReservation, Reservation: &api.Reservation{Name: rv.Name}})
 		}
 	}
 	return out
+}
+
+// endReservationJobs is the leader's enforcement of reservation ends
+// (Slurm's ResvOverRun): jobs that started in a reservation are cancelled
+// once it has ended and the over-run time is over, through scancel's
+// command. The reservation is kept until they have ended (policyCommands).
+func (s *Server) endReservationJobs(ctx context.Context, snap *raftstore.Snapshot, now time.Time) {
+	ids := scheduler.ReservationEnds(now, snap, s.cfg.ResvOverRun)
+	if len(ids) == 0 {
+		return
+	}
+	_, err := s.node.Apply(ctx, &raftstore.Command{Type: raftstore.CmdCancelJobs, Time: now.UnixNano(), JobIDs: ids,
+		Reason: "reservation ended"})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("ending the jobs of ended reservations", "jobs", ids, "err", err)
+		}
+		return
+	}
+	s.log.Info("reservation ended: jobs cancelled", "jobs", ids, "over_run", s.cfg.ResvOverRun)
 }
 
 // qosEqual compares a stored QoS with a configured one (nil and empty

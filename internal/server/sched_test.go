@@ -322,21 +322,39 @@ func TestReservationCommand(t *testing.T) {
 	window := func(name string, from, to time.Duration) api.Reservation {
 		return api.Reservation{Name: name, Users: []string{"alice"}, Start: base.Add(from), End: base.Add(to)}
 	}
+	flagged := func(r api.Reservation, flags ...string) api.Reservation { r.Flags = flags; return r }
+	nodes := func(r api.Reservation, names ...string) api.Reservation { r.Nodes = names; return r }
 	tests := []struct {
 		name      string
 		req       api.ReservationRequest
 		wantNodes []string
+		wantFlags []string
 		status    int
 		want      string
 	}{
 		{name: "idlest usable free node first", req: api.ReservationRequest{Op: "create", Reservation: window("a", 0, time.Hour), NodeCount: 1},
 			wantNodes: []string{"n4"}},
-		{name: "busy node after idle ones", req: api.ReservationRequest{Op: "create", Reservation: window("a", 0, time.Hour), NodeCount: 2},
-			wantNodes: []string{"n1", "n4"}},
+		{name: "a node running a job past the start is not picked", req: api.ReservationRequest{Op: "create", Reservation: window("a", 0, time.Hour), NodeCount: 2},
+			status: 409, want: "node_count: only 1 usable nodes of partition batch are free of other reservations and running jobs"},
+		{name: "IGNORE_JOBS picks busy nodes after idle ones", req: api.ReservationRequest{Op: "create", Reservation: flagged(window("a", 0, time.Hour), "ignore_jobs"), NodeCount: 2},
+			wantNodes: []string{"n1", "n4"}, wantFlags: []string{"IGNORE_JOBS"}},
+		{name: "requested nodes are busy", req: api.ReservationRequest{Op: "create", Reservation: nodes(window("a", 0, time.Hour), "n1", "n4")},
+			status: 409, want: "reservation.nodes: Requested nodes are busy: job 1 runs on n1"},
+		{name: "MAINT alone does not ignore jobs", req: api.ReservationRequest{Op: "create", Reservation: flagged(nodes(window("a", 0, time.Hour), "n1"), "MAINT")},
+			status: 409, want: "Requested nodes are busy"},
+		{name: "MAINT,IGNORE_JOBS takes busy nodes", req: api.ReservationRequest{Op: "create",
+			Reservation: flagged(nodes(window("a", 0, time.Hour), "n1", "n4"), "maint", "Ignore_Jobs", "MAINT")},
+			wantNodes: []string{"n1", "n4"}, wantFlags: []string{"MAINT", "IGNORE_JOBS"}},
+		{name: "an update that adds a busy node", req: api.ReservationRequest{Op: "update", Reservation: nodes(window("early", 0, time.Hour), "n1", "n2")},
+			status: 409, want: "Requested nodes are busy"},
+		{name: "an update that keeps its nodes", req: api.ReservationRequest{Op: "update", Reservation: window("early", 0, 2*time.Hour)},
+			wantNodes: []string{"n2"}},
+		{name: "unknown flag", req: api.ReservationRequest{Op: "create", Reservation: flagged(nodes(window("a", 0, time.Hour), "n4"), "MAINT", "FLEX")},
+			status: 400, want: `reservation.flags: unsupported flag "FLEX"`},
 		{name: "reserved node free later", req: api.ReservationRequest{Op: "create", Reservation: window("a", 2*time.Hour, 3*time.Hour), NodeCount: 2},
 			wantNodes: []string{"n2", "n4"}},
 		{name: "not enough nodes", req: api.ReservationRequest{Op: "create", Reservation: window("a", 0, time.Hour), NodeCount: 3},
-			status: 409, want: "node_count: only 2 usable nodes of partition batch"},
+			status: 409, want: "node_count: only 1 usable nodes of partition batch"},
 		{name: "update re-picks without clashing with itself", req: api.ReservationRequest{Op: "update", Reservation: window("early", 0, time.Hour), NodeCount: 2},
 			wantNodes: []string{"n2", "n4"}},
 		{name: "start defaults to now", req: api.ReservationRequest{Op: "create", Reservation: api.Reservation{Name: "now", Users: []string{"alice"},
@@ -365,6 +383,9 @@ func TestReservationCommand(t *testing.T) {
 			}
 			if !slices.Equal(cmd.Reservation.Nodes, tc.wantNodes) {
 				t.Errorf("nodes %v, want %v", cmd.Reservation.Nodes, tc.wantNodes)
+			}
+			if !slices.Equal(cmd.Reservation.Flags, tc.wantFlags) {
+				t.Errorf("flags %v, want %v", cmd.Reservation.Flags, tc.wantFlags)
 			}
 			if cmd.Reservation.Start.IsZero() {
 				t.Error("no start time")
@@ -505,5 +526,69 @@ func TestNewUserIDs(t *testing.T) {
 				t.Errorf("%d:%d %v, want %d:%d", uid, gid, err, tc.uid, tc.gid)
 			}
 		})
+	}
+}
+
+// TestReservationEndEnforced: a job that started in a reservation is
+// cancelled once the reservation has ended (plus ResvOverRun), and the
+// reservation is kept until the job has ended.
+func TestReservationEndEnforced(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0).UTC()
+	st := policyStore(t, base)
+	apply := func(cmd *raftstore.Command) any {
+		t.Helper()
+		res := st.ApplyCommand(st.Index()+1, cmd)
+		if err, ok := res.(error); ok {
+			t.Fatalf("command %d: %v", cmd.Type, err)
+		}
+		return res
+	}
+	id := apply(&raftstore.Command{Type: raftstore.CmdSubmitJob, Time: base.UnixNano(), Submit: &raftstore.SubmitJob{
+		Spec: api.JobSpec{Reservation: "early", TimeLimitSec: 3 * 3600}, User: "alice"}}).(*raftstore.SubmitResult).JobID
+	apply(&raftstore.Command{Type: raftstore.CmdApplyPlan, Time: base.Add(time.Minute).UnixNano(),
+		Plan: &scheduler.Plan{Placements: []scheduler.Placement{{JobID: id, Nodes: []string{"n2"}, CPUs: 1}}}})
+	cfg := DefaultConfig()
+	deletes := func(now time.Time) bool {
+		return slices.ContainsFunc(policyCommands(cfg, st.Snapshot(), now), func(c *raftstore.Command) bool {
+			return c.Type == raftstore.CmdDeleteReservation
+		})
+	}
+	end := base.Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		overRun time.Duration
+		at      time.Time
+		want    []uint64
+	}{
+		{"before the end", 0, end.Add(-time.Second), nil},
+		{"at the end", 0, end, []uint64{id}},
+		{"within the over-run", 10 * time.Minute, end.Add(5 * time.Minute), nil},
+		{"after the over-run", 10 * time.Minute, end.Add(10 * time.Minute), []uint64{id}},
+		{"UNLIMITED", scheduler.OverRunUnlimited, end.Add(time.Hour), nil},
+	} {
+		if got := scheduler.ReservationEnds(tc.at, st.Snapshot(), tc.overRun); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: ends %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if deletes(end) {
+		t.Fatal("the reservation is deleted while its job runs")
+	}
+	// What endReservationJobs commits: scancel's command.
+	apply(&raftstore.Command{Type: raftstore.CmdCancelJobs, Time: end.UnixNano(), JobIDs: []uint64{id}})
+	if got := scheduler.ReservationEnds(end.Add(time.Second), st.Snapshot(), 0); len(got) != 0 {
+		t.Errorf("cancelled again: %v", got)
+	}
+	if deletes(end.Add(time.Second)) {
+		t.Fatal("the reservation is deleted before its job ended")
+	}
+	apply(&raftstore.Command{Type: raftstore.CmdJobReport, Time: end.Add(2 * time.Second).UnixNano(),
+		Report: &api.JobReport{JobID: id, Node: "n2", State: api.JobCancelled}})
+	if !deletes(end.Add(3 * time.Second)) {
+		t.Error("the ended reservation is kept after its job ended")
+	}
+	// With UNLIMITED the reservation goes at its end, the job running on.
+	cfg.ResvOverRun = scheduler.OverRunUnlimited
+	if !deletes(end) {
+		t.Error("UNLIMITED: the reservation is kept past its end")
 	}
 }

@@ -76,15 +76,27 @@ func (s *Server) handleCreateStep(w http.ResponseWriter, r *http.Request, _ *cal
 	if req.JobID != 0 && req.JobID != id {
 		return badRequest("job_id: %d does not match job %d of the path", req.JobID, id)
 	}
+	if len(req.RequestID) > maxSubmit || strings.IndexFunc(req.RequestID, unicode.IsControl) >= 0 {
+		return badRequest("request_id: longer than %d characters or has control characters", maxSubmit)
+	}
 	snap := s.store().Snapshot()
 	j, err := s.stepAccess(r, snap, id)
 	if err != nil {
 		return err
 	}
+	// A retried request already committed needs no new log entry (its
+	// job may have ended since); the state machine deduplicates too, for
+	// retries racing the first try.
+	if st := snap.StepByRequest(id, req.RequestID); st != nil {
+		v := withoutOutput(raftstore.StepView(st, j))
+		writeJSON(w, http.StatusOK, &v)
+		return nil
+	}
 	st, err := planStep(j, &req)
 	if err != nil {
 		return err
 	}
+	st.RequestID = req.RequestID
 	res, err := s.node.Apply(r.Context(), &raftstore.Command{Type: raftstore.CmdCreateStep, Time: time.Now().UnixNano(), Step: st})
 	if err != nil {
 		return err
@@ -96,6 +108,59 @@ func (s *Server) handleCreateStep(w http.ResponseWriter, r *http.Request, _ *cal
 	s.log.Debug("step created", "job_id", id, "step", out.StepID, "tasks", len(out.TaskNodes), "nodes", len(out.Nodes))
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// handleCancelStep cancels a running step (scancel JOB.STEP): the job's
+// owner, an admin or the job's credential may. The job runs on; the agents
+// stop the step's tasks and their reports end it CANCELLED. The answer is
+// the step as recorded; a step that already ended is a 409.
+func (s *Server) handleCancelStep(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	id, err := parseJobIDPath(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	stepID, err := strconv.Atoi(r.PathValue("step"))
+	if err != nil || stepID < 0 {
+		return badRequest("invalid step id %q", r.PathValue("step"))
+	}
+	snap := s.store().Snapshot()
+	j, err := s.stepAccess(r, snap, id)
+	if err != nil {
+		return err
+	}
+	st := snap.Step(id, stepID)
+	if st == nil {
+		return errorf(http.StatusNotFound, "step %d.%d not found", id, stepID)
+	}
+	if !raftstore.StepLive(st, j) {
+		if st.CancelRequested && raftstore.StepView(st, j).State == api.JobRunning {
+			// Cancelled already, its tasks still stopping: done.
+			v := withoutOutput(st)
+			writeJSON(w, http.StatusOK, &v)
+			return nil
+		}
+		return errorf(http.StatusConflict, "step %d.%d: Job/step already completing or completed", id, stepID)
+	}
+	res, err := s.node.Apply(r.Context(), &raftstore.Command{Type: raftstore.CmdCancelStep, Time: time.Now().UnixNano(),
+		Step: &api.JobStep{JobID: id, StepID: stepID}})
+	if err != nil {
+		return err
+	}
+	snap = s.store().Snapshot()
+	st, j = snap.Step(id, stepID), snap.Job(id)
+	if changed, _ := res.(bool); !changed && (st == nil || !st.CancelRequested) {
+		return errorf(http.StatusConflict, "step %d.%d: Job/step already completing or completed", id, stepID)
+	}
+	s.log.Info("step cancelled", "job_id", id, "step", stepID, "by_job_credential", byCredential(r))
+	v := withoutOutput(raftstore.StepView(st, j))
+	writeJSON(w, http.StatusOK, &v)
+	return nil
+}
+
+// byCredential reports whether a request carries a job credential.
+func byCredential(r *http.Request) bool {
+	tok, _ := bearer(r)
+	return isCredential(tok)
 }
 
 // planStep validates a step request against the job's allocation and

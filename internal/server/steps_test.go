@@ -345,3 +345,119 @@ func TestCredentialNotAnAgent(t *testing.T) {
 		}
 	}
 }
+
+// A retried step create (same request id) gets the first step; steps are
+// cancelled on their own, the job running on.
+func TestStepRetryAndCancel(t *testing.T) {
+	c := newStepCluster(t)
+	sp := spec("mpi")
+	sp.Nodes, sp.Tasks = 2, 2
+	j := c.running(c.alice, sp)
+	cred := c.work(j.Nodes[0]).Credentials[j.ID]
+	j2 := c.running(c.alice, spec("second"))
+	cred2 := c.work(j2.Nodes[0]).Credentials[j2.ID]
+	withCred := c.client(cred)
+	ctx := context.Background()
+
+	req := api.StepCreateRequest{JobID: j.ID, Argv: []string{"sleep", "100"}, RequestID: "req-1"}
+	st, err := withCred.CreateStep(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*api.Client{withCred, c.client(c.alice)} {
+		again, err := cl.CreateStep(ctx, req)
+		if err != nil || again.StepID != st.StepID || again.RequestID != "req-1" {
+			t.Fatalf("retried create: %+v %v", again, err)
+		}
+	}
+	if resp, err := c.client(c.alice).Steps(ctx, []uint64{j.ID}); err != nil || len(resp.Steps) != 1 {
+		t.Fatalf("steps after a retried create: %+v %v", resp, err)
+	}
+	long := req
+	long.RequestID = strings.Repeat("x", maxSubmit+1)
+	if _, err := withCred.CreateStep(ctx, long); status(err) != 400 {
+		t.Errorf("long request id: %v", err)
+	}
+	other, err := c.client(c.alice).CreateStep(ctx, api.StepCreateRequest{JobID: j.ID, Argv: []string{"true"}, Tasks: 1})
+	if err != nil || other.StepID != 1 {
+		t.Fatalf("second step: %+v %v", other, err)
+	}
+
+	cancelPath := func(job uint64, step string) string { return fmt.Sprintf("/v1/jobs/%d/steps/%s/cancel", job, step) }
+	refused := []struct {
+		name, path, token string
+		status            int
+	}{
+		{"another user's token", cancelPath(j.ID, "0"), c.bob, 404},
+		{"credential of another job", cancelPath(j.ID, "0"), cred2, 403},
+		{"no token", cancelPath(j.ID, "0"), "", 401},
+		{"unknown step", cancelPath(j.ID, "9"), c.alice, 404},
+		{"bad step id", cancelPath(j.ID, "x"), c.alice, 400},
+		{"unknown job", cancelPath(99999, "0"), c.alice, 404},
+	}
+	for _, tc := range refused {
+		if code, msg := raw(t, withCred, "POST", tc.path, tc.token, nil); code != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, msg, tc.status)
+		}
+	}
+
+	// srun waits for step 0 while it is cancelled.
+	final := make(chan *api.JobStep, 1)
+	go func() {
+		idx := st.ModifyIndex
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			got, err := withCred.Step(pctx, j.ID, 0, idx, 10*time.Second)
+			cancel()
+			if err != nil || got.State.Terminal() {
+				final <- got
+				return
+			}
+			idx = got.ModifyIndex
+		}
+	}()
+	got, err := withCred.CancelStep(ctx, j.ID, 0)
+	if err != nil || !got.CancelRequested || got.State != api.JobRunning {
+		t.Fatalf("cancel with the credential: %+v %v", got, err)
+	}
+	if _, err := c.client(c.alice).CancelStep(ctx, j.ID, 0); err != nil {
+		t.Errorf("second cancel while the tasks stop: %v", err)
+	}
+	for _, n := range j.Nodes {
+		for _, s := range c.work(n).Steps {
+			if s.JobID == j.ID && s.StepID == 0 {
+				t.Errorf("%s still lists the cancelled step: its tasks would not be stopped", n)
+			}
+		}
+	}
+	for rank, node := range st.TaskNodes {
+		rep := api.StepReport{JobID: j.ID, StepID: 0, Task: api.StepTask{Rank: rank, ExitSignal: 15, Output: "bye\n"}}
+		if err := c.agents[node].AgentStepReport(ctx, rep); err != nil {
+			t.Fatalf("kill report of rank %d: %v", rank, err)
+		}
+	}
+	select {
+	case got = <-final:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the step long poll did not end")
+	}
+	if got == nil || got.State != api.JobCancelled || got.ExitSignal != 15 || got.Tasks[1].Output != "bye\n" {
+		t.Fatalf("cancelled step as srun sees it: %+v", got)
+	}
+	if _, err := withCred.CancelStep(ctx, j.ID, 0); status(err) != 409 {
+		t.Errorf("cancel of an ended step: %v", err)
+	}
+
+	// An admin may cancel a user's step; the job runs on.
+	if got, err := c.client(c.admin).CancelStep(ctx, j.ID, 1); err != nil || !got.CancelRequested {
+		t.Errorf("admin's cancel: %+v %v", got, err)
+	}
+	var jj api.Job
+	if err := c.client(c.alice).Do(ctx, "GET", fmt.Sprintf("/v1/jobs/%d", j.ID), nil, &jj); err != nil || jj.State != api.JobRunning || jj.CancelRequested {
+		t.Errorf("job after its steps' cancel: %s cancel=%v %v", jj.State, jj.CancelRequested, err)
+	}
+	// The retried create of step 0 still answers step 0, ended.
+	if again, err := withCred.CreateStep(ctx, req); err != nil || again.StepID != 0 || again.State != api.JobCancelled {
+		t.Errorf("create retried after the step ended: %+v %v", again, err)
+	}
+}
