@@ -115,13 +115,9 @@ func (s *Server) handleCreateStep(w http.ResponseWriter, r *http.Request, _ *cal
 // stop the step's tasks and their reports end it CANCELLED. The answer is
 // the step as recorded; a step that already ended is a 409.
 func (s *Server) handleCancelStep(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	id, err := parseJobIDPath(r.PathValue("id"))
+	id, stepID, err := parseStepPath(r)
 	if err != nil {
 		return err
-	}
-	stepID, err := strconv.Atoi(r.PathValue("step"))
-	if err != nil || stepID < 0 {
-		return badRequest("invalid step id %q", r.PathValue("step"))
 	}
 	snap := s.store().Snapshot()
 	j, err := s.stepAccess(r, snap, id)
@@ -271,13 +267,9 @@ func planStep(j *api.Job, req *api.StepCreateRequest) (*api.JobStep, error) {
 // index passes ?index (a step whose job ended counts as changed), or after
 // ?wait with the current record. Task output comes once the step ended.
 func (s *Server) handleGetStep(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	id, err := parseJobIDPath(r.PathValue("id"))
+	id, stepID, err := parseStepPath(r)
 	if err != nil {
 		return err
-	}
-	stepID, err := strconv.Atoi(r.PathValue("step"))
-	if err != nil || stepID < 0 {
-		return badRequest("invalid step id %q", r.PathValue("step"))
 	}
 	after, wait, err := parseWorkQuery(r.URL.Query())
 	if err != nil {
@@ -476,4 +468,17 @@ func checkStepReport(snap *raftstore.Snapshot, node string, rep *api.StepReport)
 	rep.Task.Node, rep.Task.Done = node, true
 	rep.Task.Output = raftstore.CapOutput(rep.Task.Output)
 	return nil
+}
+
+// parseStepPath reads the {id} and {step} of a step route.
+func parseStepPath(r *http.Request) (uint64, int, error) {
+	id, err := parseJobIDPath(r.PathValue("id"))
+	if err != nil {
+		return 0, 0, err
+	}
+	stepID, err := strconv.Atoi(r.PathValue("step"))
+	if err != nil || stepID < 0 {
+		return 0, 0, badRequest("invalid step id %q", r.PathValue("step"))
+	}
+	return id, stepID, nil
 }
