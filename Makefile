@@ -54,6 +54,7 @@ bench: build
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench StartLatency -benchtime 40x -timeout 10m ./executor/
 	$(GO) test -run '^$$' -bench 'Schedule|Backfill|Priorit' -timeout 10m ./scheduler/
 	$(GO) test -run '^$$' -bench . -timeout 10m ./accounting/
+	$(GO) test -run '^$$' -bench CommandConnection -timeout 10m ./internal/cli/
 	$(GO) test -tags $(GOTAGS) -run '^$$' -bench . -timeout 10m ./attest/
 
 demo: build geth

@@ -15,6 +15,8 @@ import (
 
 	goattest "github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm-tools/simulator"
+
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 func elTestEntry(pcr int, data string) EventLogEntry {
@@ -225,12 +227,7 @@ func TestEventLogAppendRollsBackFailedExtend(t *testing.T) {
 
 // TestEventLogTPM2Tools checks the log against an independent parser.
 func TestEventLogTPM2Tools(t *testing.T) {
-	if _, err := exec.LookPath("tpm2_eventlog"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tpm2_eventlog (tpm2-tools) not installed: CI must run this test")
-		}
-		t.Skip("tpm2_eventlog not installed")
-	}
+	testenv.RequireTools(t, "tpm2_eventlog")
 	path := filepath.Join(t.TempDir(), EventLogFile)
 	l, err := OpenEventLog(path)
 	if err != nil {

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/stockade-hpc/stockade/executor/ocitest"
 	"golang.org/x/sys/unix"
+
+	"github.com/stockade-hpc/stockade/executor/ocitest"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 const benchScript = "#!/bin/sh\necho x\n"
@@ -23,7 +25,7 @@ type benchEnv struct {
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	requireRoot(b)
+	testenv.RequireRoot(b)
 	e := &benchEnv{img: filepath.Join(userDir(b), "busybox"), cache: filepath.Join(userDir(b), "cache")}
 	if err := ocitest.BuildBusybox(e.img); err != nil {
 		b.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/executor/ocitest"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 // The test binary is its own shim and container init, as the stockade
@@ -64,16 +65,6 @@ var (
 	testBaseOnce sync.Once
 	nextJobID    atomic.Uint64
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("executor tests must run as root (containers, cgroups)")
-		}
-		t.Skip("needs root")
-	}
-}
 
 // userDir is a fresh directory the job's user (nobody) can write, below a
 // base that everyone can traverse (t.TempDir's parent is 0700).
@@ -179,7 +170,7 @@ func awaitResult(t testing.TB, dir string, timeout time.Duration) Result {
 }
 
 func TestExitStatus(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	cases := []struct {
 		name   string
@@ -215,7 +206,7 @@ func TestExitStatus(t *testing.T) {
 }
 
 func TestIdentityAndConfinement(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	spec := baseSpec(t, `#!/bin/sh
 id -u; id -g; id -G
@@ -271,7 +262,7 @@ echo stderr-line >&2
 }
 
 func TestOutputFiles(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	// A root-owned file in a directory nobody may not write.
 	rootDir := userDir(t)
@@ -365,7 +356,7 @@ func hostDir(t testing.TB) string {
 }
 
 func TestHostFileSystem(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	hd := hostDir(t)
 	if err := os.WriteFile(filepath.Join(hd, "visible"), []byte("from the host\n"), 0o644); err != nil {
@@ -418,7 +409,7 @@ dd if=%[1]s/blk of=/dev/null bs=1M iflag=direct 2>/dev/null && echo dd-read
 }
 
 func TestWorkDirFallback(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	closed := hostDir(t)
 	os.Chmod(closed, 0o700)
 	cases := []struct{ in, want string }{
@@ -441,7 +432,7 @@ func TestWorkDirFallback(t *testing.T) {
 }
 
 func TestOutOfMemory(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	// tail buffers its endless "line" of zeros: anonymous memory. It is a
 	// child of the script, so the script itself exits 0.
@@ -463,7 +454,7 @@ func TestOutOfMemory(t *testing.T) {
 }
 
 func TestTimeLimit(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	cases := []struct{ name, script string }{
 		{"sleepChild", "#!/bin/sh\nsleep 600\n"},
@@ -488,7 +479,7 @@ func TestTimeLimit(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	spec := baseSpec(t, "#!/bin/sh\necho started\nsleep 600\n")
 	spec.KillGrace = time.Second
@@ -571,7 +562,7 @@ func checkKilledAfter(t *testing.T, r Result, t0 time.Time, grace time.Duration)
 // TestStop: a Stop sends SIGTERM at once and SIGKILL after its own grace,
 // not the spec's; a later stop may shorten the grace, never lengthen it.
 func TestStop(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	cases := []struct {
 		name      string
@@ -611,7 +602,7 @@ func TestStop(t *testing.T) {
 }
 
 func TestCPUTime(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	// Not parallel: with the CPU to itself it takes 3 s, not 30.
 	//
 	// The script prints the CPU time the kernel charged to its reaped
@@ -646,7 +637,7 @@ echo $(( ${14} + ${15} ))
 }
 
 func TestCPUQuota(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	// Two burners for 2 s under a one-CPU quota get about 2 s of CPU, not 4.
 	spec := baseSpec(t, `#!/bin/sh
 timeout 2 sh -c 'while :; do :; done' &
@@ -667,7 +658,7 @@ wait
 }
 
 func TestPids(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	// dash gives up at the first failed fork, so under the limit of 12 the
 	// peak is exactly 12: the script and 11 sleeps.
@@ -697,7 +688,7 @@ func TestPids(t *testing.T) {
 // The launching process (the agent) is kill -9'd right after Launch: the
 // job runs on and its result appears.
 func TestSurvivesLauncherKill(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	spec := baseSpec(t, "#!/bin/sh\nsleep 2\necho done\n")
 	dir := filepath.Join(userDir(t), "job")
@@ -745,7 +736,7 @@ func TestSurvivesLauncherKill(t *testing.T) {
 }
 
 func TestImage(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	img := filepath.Join(userDir(t), "busybox")
 	if err := ocitest.BuildBusybox(img); err != nil {
@@ -824,7 +815,7 @@ func TestCounterParsing(t *testing.T) {
 }
 
 func TestLaunchErrors(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	cases := []struct {
 		name   string
@@ -861,14 +852,11 @@ func TestLaunchErrors(t *testing.T) {
 }
 
 func TestNetworkNamespace(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("unshare (util-linux) not installed: CI must run this test")
-		}
-		t.Skip("unshare (util-linux) not installed")
+		testenv.Unavailable(t, "unshare (util-linux) not installed")
 	}
 	holder := exec.Command(unshare, "--net", "sleep", "60")
 	if err := holder.Start(); err != nil {
@@ -892,7 +880,7 @@ func TestNetworkNamespace(t *testing.T) {
 }
 
 func TestCancelBeforeStart(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	spec := baseSpec(t, "#!/bin/sh\necho ran\n")
 	dir := filepath.Join(userDir(t), "job")
@@ -917,7 +905,7 @@ func TestCancelBeforeStart(t *testing.T) {
 // A shim killed with SIGKILL loses the exit status; the job is reported as
 // neither running nor finished, and Remove destroys what is left.
 func TestShimDeath(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	spec := baseSpec(t, "#!/bin/sh\nsleep 600\n")
 	dir := filepath.Join(userDir(t), "job")
@@ -958,7 +946,7 @@ func TestShimDeath(t *testing.T) {
 // TestWorkDirUnderTmp: a working directory below /tmp is carried into the
 // job's private /tmp, and nothing else of the host's /tmp is.
 func TestWorkDirUnderTmp(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	wd, err := os.MkdirTemp("/tmp", "stockade-cwd-test-")
 	if err != nil {

@@ -17,12 +17,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/stockade-hpc/stockade/executor/ocitest"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 // The three image forms unpack to the same root file system.
 func TestPrepareImageFormats(t *testing.T) {
-	requireRoot(t) // the unpacked files keep their owners
+	testenv.RequireRoot(t) // the unpacked files keep their owners
 	t.Parallel()
 	dir := t.TempDir()
 	lay := filepath.Join(dir, "layout")
@@ -99,7 +101,7 @@ func tarDir(src, dst string) error {
 
 // Whiteouts, opaque directories and links across two layers.
 func TestExtractLayers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	t.Parallel()
 	type entry struct {
 		name, body, link string

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 // Swtpm is a swtpm process manufactured the way a TPM vendor would: an RSA
@@ -58,18 +60,11 @@ type SwtpmConfig struct {
 // agentSwtpmTools are the programs the helper runs.
 var agentSwtpmTools = []string{"swtpm", "swtpm_setup", "swtpm_localca"}
 
-// RequireSwtpm skips the test when swtpm is not installed, or fails it when
-// the environment says CI=true (where swtpm must be there).
+// RequireSwtpm ends the test unless swtpm is installed: a skip on a
+// developer's machine, a failure in CI.
 func RequireSwtpm(t testing.TB) {
 	t.Helper()
-	for _, tool := range agentSwtpmTools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("attesttest: %s not installed (apt install swtpm swtpm-tools)", tool)
-			}
-			t.Skipf("attesttest: %s not installed", tool)
-		}
-	}
+	testenv.RequireTools(t, agentSwtpmTools...)
 }
 
 // StartSwtpm manufactures a TPM in dir (its own local CA in dir/ca) and

@@ -9,20 +9,15 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
-// VerifierRequireTools skips the test when one of the programs is not
-// installed, and fails it instead when CI=true: CI must run it.
+// VerifierRequireTools ends the test unless the programs are installed:
+// a skip on a developer's machine, a failure in CI.
 func VerifierRequireTools(tb testing.TB, programs ...string) {
 	tb.Helper()
-	for _, p := range programs {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				tb.Fatalf("%s is required in CI: %v", p, err)
-			}
-			tb.Skipf("%s not installed: %v", p, err)
-		}
-	}
+	testenv.RequireTools(tb, programs...)
 }
 
 // VerifierSwtpm is a swtpm process serving a fresh TPM 2.0 over TCP on

@@ -23,7 +23,7 @@ func main() {
 	executor.MaybeInit()
 	// The daemons' commands are built only when they are asked for: a Slurm
 	// command (one process per sbatch) never pays for them.
-	os.Exit(cli.MainLazy(os.Args, func() []*cobra.Command {
+	os.Exit(cli.Main(os.Args, func() []*cobra.Command {
 		return []*cobra.Command{server.NewCommand(), agent.NewCommand(), shimCommand(), sim.NewCommand(), chain.NewCommand()}
 	}))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/stockade-hpc/stockade/attest"
 	"github.com/stockade-hpc/stockade/attest/attesttest"
 	"github.com/stockade-hpc/stockade/internal/pki"
+	"github.com/stockade-hpc/stockade/internal/pki/pkitest"
 	"github.com/stockade-hpc/stockade/policy"
 )
 
@@ -62,22 +63,7 @@ func newFakeController(t *testing.T, agentDigest string) *fakeController {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := ca.IssueController("c1", []string{"127.0.0.1"}, &key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKeyPEM(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := pki.NewIdentity(certPEM, keyPEM, ca.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := pkitest.ControllerIdentity(t, ca, "c1", []string{"127.0.0.1"})
 	f := &fakeController{t: t, ca: ca, sessions: map[string]*fakeSession{}, nonces: map[string]bool{},
 		script: map[string][]fakeAnswer{}, calls: map[string]int{},
 		policy: &policy.Policy{Bank: "sha256", PCRs: []int{15}, AgentPCR: 15, AgentDigests: []string{agentDigest}, IntervalSec: 9}}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/executor"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 var preemptT0 = time.Unix(1_700_000_000, 0)
@@ -157,7 +158,7 @@ func TestApplyCancelDuringGrace(t *testing.T) {
 // cancelled as scancel does it; a cancel during the grace time cuts it to
 // the kill grace.
 func TestPreemptedJobGrace(t *testing.T) {
-	requireRootForTasks(t)
+	testenv.RequireRoot(t)
 	base, err := os.MkdirTemp("", "stockade-agent-preempt-")
 	if err != nil {
 		t.Fatal(err)

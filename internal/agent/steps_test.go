@@ -19,6 +19,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/executor"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 // The test binary is also the shim and the container init, as the
@@ -337,22 +338,11 @@ func (f *fakeStepController) got() map[int]api.StepReport {
 	return m
 }
 
-func requireRootForTasks(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (containers, cgroups); CI runs as root")
-	}
-	t.Skip("needs root")
-}
-
 // TestTaskRunner runs step tasks through the executor: their environment
 // and output reach the reports, a task survives an agent restart, and the
 // tasks of an ended job are killed and reported with signal 9.
 func TestTaskRunner(t *testing.T) {
-	requireRootForTasks(t)
+	testenv.RequireRoot(t)
 	base, err := os.MkdirTemp("", "stockade-agent-steps-")
 	if err != nil {
 		t.Fatal(err)

@@ -45,17 +45,12 @@ var slurmCommands = map[string]*slurmCommand{
 // Main runs the binary: as the Slurm command named by args[0] when called
 // through a symlink (sbatch, squeue, scancel, sinfo, scontrol, sacct),
 // else as "stockade" with subcommands, extra ones (server, agent, shim)
-// included. It returns the exit code: errors are one line on stderr
-// prefixed like Slurm's ("squeue: error: ...") and exit 1.
-func Main(args []string, extra ...*cobra.Command) int {
-	return run(context.Background(), osEnv(), args, extra...)
-}
-
-// MainLazy is Main with the extra commands made by extra, which is only
-// called when the binary runs as "stockade": a Slurm command (sbatch, run
-// once per job by workflow tools) does not pay for building the daemons'
-// commands and flags.
-func MainLazy(args []string, extra func() []*cobra.Command) int {
+// included. extra is called only when the binary runs as "stockade": a
+// Slurm command (sbatch, run once per job by workflow tools) does not pay
+// for building the daemons' commands and flags. It returns the exit code:
+// errors are one line on stderr prefixed like Slurm's ("squeue: error:
+// ...") and exit 1.
+func Main(args []string, extra func() []*cobra.Command) int {
 	return runLazy(context.Background(), osEnv(), args, extra)
 }
 

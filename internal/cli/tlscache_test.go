@@ -18,6 +18,7 @@ import (
 
 	"github.com/stockade-hpc/stockade/api"
 	"github.com/stockade-hpc/stockade/internal/pki"
+	"github.com/stockade-hpc/stockade/internal/pki/pkitest"
 )
 
 // testController is a TLS API server configured as the controllers'
@@ -41,24 +42,9 @@ func newTestCA(t *testing.T) *pki.CA {
 	return ca
 }
 
-func startTestController(t *testing.T, ca *pki.CA) *testController {
+func startTestController(t testing.TB, ca *pki.CA) *testController {
 	t.Helper()
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := ca.IssueController("c1", []string{"127.0.0.1", "localhost"}, &key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKeyPEM(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := pki.NewIdentity(certPEM, keyPEM, ca.CertPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := pkitest.ControllerIdentity(t, ca, "c1", []string{"127.0.0.1", "localhost"})
 	tc := &testController{}
 	tc.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tc.mu.Lock()
@@ -552,8 +538,7 @@ func BenchmarkCommandConnection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctl := startTestController(&testing.T{}, ca)
-	defer ctl.srv.Close()
+	ctl := startTestController(b, ca)
 	path := filepath.Join(b.TempDir(), "stockade", cacheFileName)
 	cases := []struct {
 		name   string

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 var (
@@ -59,18 +60,6 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return stockadeBin
-}
-
-// requireRoot fails in CI (where every test must run) and skips elsewhere.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (containers, cgroups); CI runs as root")
-	}
-	t.Skip("needs root")
 }
 
 // FreePort is a loopback TCP port free when asked; another process may
@@ -263,7 +252,7 @@ type Options struct {
 // StartClusterWith starts a cluster as opts say.
 func StartClusterWith(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	RequireRoot(t)
+	testenv.RequireRoot(t)
 	Binary(t)
 	dir := t.TempDir()
 	// Jobs run as ordinary users and must reach their directories here.

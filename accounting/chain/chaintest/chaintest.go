@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/stockade-hpc/stockade/internal/testenv"
 )
 
 // Geth is the absolute path of geth from `make geth`: $STOCKADE_GETH (a
@@ -28,10 +30,7 @@ func Geth(t testing.TB) string {
 		path, err = filepath.Abs(path)
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("geth not found (%v): run `make geth` (bin/tools/geth) or set STOCKADE_GETH", err)
-		}
-		t.Skipf("geth not found (%v): run `make geth` (bin/tools/geth) or set STOCKADE_GETH", err)
+		testenv.Unavailable(t, "geth not found (%v): run `make geth` (bin/tools/geth) or set STOCKADE_GETH", err)
 	}
 	return path
 }
