@@ -290,12 +290,19 @@ func TestAcctChainOutage(t *testing.T) {
 	down := time.Now()
 	c1.Kill9()
 	others := c.APIAddrs()[1:]
-	for range 3 {
+	// Each job's record sealed in its own epoch before the next job runs:
+	// three jobs within one 1 s interval would otherwise share an epoch, and
+	// the queue worked off later would be one epoch long.
+	for i := range uint64(3) {
 		runJob(t, c, tok, dir)
+		c.WaitFor(60*time.Second, fmt.Sprintf("record %d sealed", 2+i), func() bool {
+			st, _ = acctStatus(c, others...)
+			return st.AcctRecords == 2+i && st.AcctUnsealedRecords == 0
+		})
 	}
 	c.WaitFor(60*time.Second, "epochs sealed and waiting, with the reason", func() bool {
 		st, _ = acctStatus(c, others...)
-		return st.AcctUnsealedRecords == 0 && st.AcctRecords == 4 && st.AcctUnanchoredEpochs >= 2 &&
+		return st.AcctUnsealedRecords == 0 && st.AcctRecords == 4 && st.AcctUnanchoredEpochs >= 3 &&
 			st.AcctLastAnchoredEpoch == anchored && strings.Contains(st.AcctAnchorError, "connection refused")
 	})
 	t.Logf("chain down: leader %s, %d epochs waiting: %s", st.Leader, st.AcctUnanchoredEpochs, st.AcctAnchorError)
