@@ -278,7 +278,7 @@ func (a *Anchorer) call(ctx context.Context, method string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := ABI.Pack(method)
+	data, err := ABI().Pack(method)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +286,7 @@ func (a *Anchorer) call(ctx context.Context, method string) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain: %s: %w", method, err)
 	}
-	v, err := ABI.Unpack(method, out)
+	v, err := ABI().Unpack(method, out)
 	if err != nil {
 		return nil, fmt.Errorf("chain: %s: %w", method, err)
 	}

@@ -160,7 +160,10 @@ func TestAssembly(t *testing.T) {
 			t.Errorf("%s: keccak %x, assembly uses %s", sig, h, want)
 		}
 	}
-	for name, m := range ABI.Methods {
+	if id := ABI().Events["Anchored"].ID; id != AnchoredTopic {
+		t.Errorf("AnchoredTopic %x, the ABI's Anchored event %x", AnchoredTopic, id)
+	}
+	for name, m := range ABI().Methods {
 		if !strings.Contains(string(src), fmt.Sprintf("0x%x", m.ID)) {
 			t.Errorf("method %s (%x) not dispatched in anchor.asm", name, m.ID)
 		}

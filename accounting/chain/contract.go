@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rpc"
 )
 
@@ -24,10 +26,12 @@ var (
 	abiJSON string
 
 	// ABI is the anchor contract's interface, for callers that build their
-	// own transactions or decode its logs.
-	ABI = mustABI(abiJSON)
-	// AnchoredTopic is topic 0 of every Anchored(uint256 indexed, bytes32) log.
-	AnchoredTopic = ABI.Events["Anchored"].ID
+	// own transactions or decode its logs. Parsed on first use: every
+	// process of the one binary (each sbatch) would pay for it at start.
+	ABI = sync.OnceValue(func() *abi.ABI { a := mustABI(abiJSON); return &a })
+	// AnchoredTopic is topic 0 of every Anchored(uint256 indexed, bytes32)
+	// log (TestAssembly checks it against the ABI).
+	AnchoredTopic = crypto.Keccak256Hash([]byte("Anchored(uint256,bytes32)"))
 
 	creationCode = mustHex(creationHex)
 	// runtimeCode is what the constructor installs, less the owner's 20
@@ -65,7 +69,7 @@ func isAnchorCode(code []byte) bool {
 }
 
 func packAnchor(epoch uint64, root [32]byte) []byte {
-	b, err := ABI.Pack("anchor", new(big.Int).SetUint64(epoch), root)
+	b, err := ABI().Pack("anchor", new(big.Int).SetUint64(epoch), root)
 	if err != nil {
 		panic(err) // fixed types: cannot fail
 	}
@@ -91,7 +95,7 @@ func revertError(err error, epoch uint64) error {
 	if derr != nil || len(data) < 4 {
 		return err
 	}
-	e, lerr := ABI.ErrorByID([4]byte(data[:4]))
+	e, lerr := ABI().ErrorByID([4]byte(data[:4]))
 	if lerr != nil {
 		return err
 	}

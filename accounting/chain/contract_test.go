@@ -144,13 +144,13 @@ func TestContract(t *testing.T) {
 	if !isAnchorCode(code) || common.BytesToAddress(code[len(code)-20:]) != ownerAddr {
 		t.Fatalf("installed code %x is not runtime ++ owner", code)
 	}
-	ownerOut, _ := ABI.Pack("owner")
+	ownerOut, _ := ABI().Pack("owner")
 	if out, err := s.call(ownerAddr, c, ownerOut); err != nil || common.BytesToAddress(out) != ownerAddr || len(out) != 32 {
 		t.Fatalf("owner() = %x, %v; want %s", out, err, ownerAddr)
 	}
 	lastEpoch := func() uint64 {
 		t.Helper()
-		in, _ := ABI.Pack("lastEpoch")
+		in, _ := ABI().Pack("lastEpoch")
 		out, err := s.call(ownerAddr, c, in)
 		if err != nil || len(out) != 32 {
 			t.Fatalf("lastEpoch() = %x, %v", out, err)
@@ -172,7 +172,7 @@ func TestContract(t *testing.T) {
 		if l.Address != c || len(l.Topics) != 2 || l.Topics[0] != AnchoredTopic || l.Topics[1] != epochTopic(epoch) || [32]byte(l.Data) != root {
 			t.Fatalf("anchor %d: log %+v", epoch, l)
 		}
-		ev, err := ABI.Unpack("Anchored", l.Data)
+		ev, err := ABI().Unpack("Anchored", l.Data)
 		if err != nil || ev[0].([32]byte) != root {
 			t.Fatalf("ABI decode of the log: %v %v", ev, err)
 		}

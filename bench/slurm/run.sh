@@ -10,7 +10,7 @@
 #   bench/slurm/run.sh            everything: install, Slurm runs, Stockade run, report
 #   bench/slurm/run.sh slurm CONFIG [N]   one Slurm run (configs/CONFIG.conf)
 #   bench/slurm/run.sh stockade [N]       one Stockade run
-#   bench/slurm/run.sh report             the table from the runs in run/results/
+#   bench/slurm/run.sh report             the table from the runs in _run/results/
 #   bench/slurm/run.sh slurm-up CONFIG | stockade-up | down   start one and leave it running; stop
 #
 #   bench/slurm/run.sh slurm-held CONFIG [N] | stockade-held [N]   submission alone (held jobs)
@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 HERE=$REPO/bench/slurm
-RUN=$HERE/run
+RUN=$HERE/_run # "_": the go tool skips it (go mod tidy, ./...)
 # A private copy of `make build`'s binary: the tree may be rebuilt while the
 # benchmark runs.
 BUILT=$REPO/bin/stockade
