@@ -27,14 +27,8 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail("cannot get the current directory: %v", err)
 	}
-	// The submitter's credentials must never travel with the job: the
-	// exported environment is stored in the cluster state and given to the
-	// job's processes.
-	jobEnv := e.envMap()
-	delete(jobEnv, "STOCKADE_TOKEN")
-	delete(jobEnv, credentialEnv)
 	req, err := sbatch.Parse(sbatch.Input{
-		Args: args, Env: jobEnv, Cwd: cwd, ReadFile: e.readFile, Stdin: e.stdin,
+		Args: args, Env: e.jobEnv(), Cwd: cwd, ReadFile: e.readFile, Stdin: e.stdin,
 	})
 	switch {
 	case errors.Is(err, sbatch.ErrHelp):
@@ -102,6 +96,17 @@ func runSbatch(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "Submitted batch job %d\n", resp.JobID)
 	}
 	return 0
+}
+
+// jobEnv is the environment a submitted job exports, less the
+// submitter's credentials, which must never travel with a job: the
+// environment is stored in the cluster state and given to the job's
+// processes.
+func (e *env) jobEnv() map[string]string {
+	m := e.envMap()
+	delete(m, "STOCKADE_TOKEN")
+	delete(m, credentialEnv)
+	return m
 }
 
 func nonEmpty(s string) []string {

@@ -32,21 +32,28 @@ const srunPollWait = 30 * time.Second
 
 var srunCmd = &slurmCommand{
 	name:  "srun",
-	short: "Run a parallel job step inside a batch job",
+	short: "Run a parallel job step (in a new allocation outside a job)",
 	usage: "srun [OPTIONS] COMMAND [ARGS...]",
-	long: `Runs COMMAND as a step of the batch job it is called from: as many tasks as
-asked (default: the job's), spread over the job's nodes in block
-distribution, each in a container like the batch script's, with
-SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, SLURM_NTASKS, SLURM_STEP_ID and
-the other srun variables set. srun waits for every task, prints their
-output (stdout and stderr together) in rank order, reports failing tasks
-on stderr and exits with the highest exit code (128+N for a task killed by
-signal N). A step cancelled with scancel JOBID.STEPID ends CANCELLED: srun
-reports its tasks (e.g. "task 0: Terminated") and exits non-zero.
+	long: `Runs COMMAND as a job step: as many tasks as asked (default: the job's),
+spread over the job's nodes in block distribution, each in a container
+like the batch script's, with SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID,
+SLURM_NTASKS, SLURM_STEP_ID and the other srun variables set. srun waits
+for every task, prints their output (stdout and stderr together) in rank
+order, reports failing tasks on stderr and exits with the highest exit
+code (128+N for a task killed by signal N). A step cancelled with scancel
+JOBID.STEPID ends CANCELLED: srun reports its tasks (e.g. "task 0:
+Terminated") and exits non-zero.
 
-srun works only inside a batch job: it authenticates with the job's
-credential, which the node gives the batch script. Output is printed when
-the step ends, not as it is written.`,
+Inside a batch job srun authenticates with the job's credential, which
+the node gives the batch script. Outside one it uses your token: with
+--jobid (or SLURM_JOB_ID) it runs the step in that running job of yours;
+without, it first asks for an allocation of its own, as Slurm's srun does:
+a job with the allocation options (-N, -n, --ntasks-per-node, -c, -p, -t,
+--mem, -A, -q, -w, --exclusive) whose batch script is this srun, so the
+command runs as step 0 on all of the job's nodes and the job ends with
+srun's exit code. That batch script finds srun on the PATH you submit
+with. Ctrl-C cancels the allocation. Output is printed when the step
+ends, not as it is written.`,
 	setup: func(fs *pflag.FlagSet) runFunc {
 		var o srunOpts
 		setupSrun(fs, &o)
@@ -62,6 +69,25 @@ type srunOpts struct {
 	ntasks, ntasksPerNode, cpusPerTask int
 	nodes, name, export, chdir         string
 	label                              bool
+	jobID                              uint64
+	// alloc are the options that only a new allocation uses (srun outside
+	// a job): sbatch's, passed on as given.
+	alloc []string
+}
+
+// srunAllocOpts are srun's options for a new allocation, passed to the
+// job's submission as they are; inside an allocation they are accepted and
+// ignored, as Slurm's srun ignores them for a step.
+var srunAllocOpts = []struct{ long, short, usage string }{
+	{"partition", "p", "`partition` of a new allocation"},
+	{"time", "t", "time limit of a new allocation (Slurm `time`)"},
+	{"mem", "", "`memory` per node of a new allocation"},
+	{"mem-per-cpu", "", "`memory` per CPU of a new allocation"},
+	{"account", "A", "`account` of a new allocation"},
+	{"qos", "q", "`QOS` of a new allocation"},
+	{"nodelist", "w", "`nodes` a new allocation must include"},
+	{"exclude", "x", "`nodes` a new allocation must not use"},
+	{"constraint", "C", "node `features` of a new allocation"},
 }
 
 func setupSrun(fs *pflag.FlagSet, o *srunOpts) {
@@ -75,6 +101,32 @@ func setupSrun(fs *pflag.FlagSet, o *srunOpts) {
 	fs.String("mpi", "", "accepted for compatibility (no MPI plugin is involved)")
 	fs.BoolP("unbuffered", "u", false, "accepted for compatibility (output comes at the end)")
 	fs.StringVarP(&o.chdir, "chdir", "D", "", "working `directory` of the tasks (default: the current one)")
+	fs.Uint64Var(&o.jobID, "jobid", 0, "run the step in this running `job` of yours (outside a batch job)")
+	for _, a := range srunAllocOpts {
+		fs.VarP(&allocOpt{name: a.long, into: &o.alloc}, a.long, a.short, a.usage)
+	}
+	fs.VarP(&allocOpt{name: "exclusive", into: &o.alloc}, "exclusive", "", "a new allocation's nodes are not shared")
+	fs.Lookup("exclusive").NoOptDefVal = allocFlagOnly
+}
+
+// allocFlagOnly is the value pflag gives a flag used without one.
+const allocFlagOnly = "\x00"
+
+// allocOpt collects one allocation option as sbatch arguments.
+type allocOpt struct {
+	name string
+	into *[]string
+}
+
+func (a *allocOpt) String() string { return "" }
+func (a *allocOpt) Type() string   { return "string" }
+func (a *allocOpt) Set(v string) error {
+	if v == allocFlagOnly {
+		*a.into = append(*a.into, "--"+a.name)
+	} else {
+		*a.into = append(*a.into, "--"+a.name+"="+v)
+	}
+	return nil
 }
 
 // runSrun runs srun; its exit code is the step's.
@@ -96,10 +148,6 @@ func runSrun(ctx context.Context, e *env, args []string) int {
 	return code
 }
 
-// errOutside is srun's answer outside a batch job.
-var errOutside = errors.New("srun runs only inside a batch job here (no SLURM_JOB_ID or job credential in the " +
-	"environment): put it in a script and submit that with sbatch")
-
 // srunClient connects to the controllers with the job's credential. The
 // controllers are recognized by the cluster CA and their role, not their
 // host names: the node may know them by any address.
@@ -111,23 +159,48 @@ var srunClient = func(servers []string, token string, caPEM []byte) (*api.Client
 	return api.NewClient(servers, token, pki.RoleClientTLS(ca.Pool(), pki.OUController)), nil
 }
 
-// srunMain creates the step, waits for it and prints its outcome.
+// srunMain creates the step, waits for it and prints its outcome: in the
+// batch job it runs in (with the job's credential), in the job --jobid or
+// SLURM_JOB_ID names (with the user's token), or in an allocation of its
+// own (srunAllocate).
 func srunMain(ctx context.Context, e *env, o *srunOpts, args []string) (int, error) {
+	if len(args) == 0 {
+		return 0, errors.New("no command given to execute")
+	}
 	jobText := e.getenv("SLURM_JOB_ID")
 	if jobText == "" {
 		jobText = e.getenv("SLURM_JOBID")
 	}
 	cred := strings.TrimSpace(e.getenv(credentialEnv))
-	if jobText == "" || cred == "" {
-		return 0, errOutside
+	var jobID uint64
+	switch {
+	case o.jobID != 0:
+		jobID = o.jobID
+	case jobText != "":
+		id, err := strconv.ParseUint(jobText, 10, 64)
+		if err != nil || id == 0 {
+			return 0, fmt.Errorf("SLURM_JOB_ID=%q is not a job id", jobText)
+		}
+		jobID = id
+	default:
+		return srunAllocate(ctx, e, o, args)
 	}
-	jobID, err := strconv.ParseUint(jobText, 10, 64)
-	if err != nil || jobID == 0 {
-		return 0, fmt.Errorf("SLURM_JOB_ID=%q is not a job id", jobText)
+	var cl *api.Client
+	var err error
+	if cred != "" && strconv.FormatUint(jobID, 10) == jobText {
+		cl, err = credentialClient(e, cred)
+	} else {
+		cl, err = e.client()
 	}
-	if len(args) == 0 {
-		return 0, errors.New("no command given to execute")
+	if err != nil {
+		return 0, err
 	}
+	return runStep(ctx, e, cl, o, jobID, args)
+}
+
+// runStep creates a step of job jobID through cl, waits for it and prints
+// its outcome.
+func runStep(ctx context.Context, e *env, cl *api.Client, o *srunOpts, jobID uint64, args []string) (int, error) {
 	cwd, err := e.getwd()
 	if err != nil {
 		return 0, fmt.Errorf("cannot get the current directory: %v", err)
@@ -140,10 +213,6 @@ func srunMain(ctx context.Context, e *env, o *srunOpts, args []string) (int, err
 	// change): the id makes the retry get the step created the first
 	// time instead of a second one.
 	req.RequestID = e.newID()
-	cl, err := credentialClient(e, cred)
-	if err != nil {
-		return 0, err
-	}
 	cctx, cancel, err := e.requestContext(ctx)
 	if err != nil {
 		return 0, err

@@ -142,8 +142,11 @@ type fakeSteps struct {
 	mu     sync.Mutex
 	final  api.JobStep
 	create api.StepCreateRequest
+	submit api.SubmitRequest
 	auth   []string
 	status int // answer to create, if not 0
+	// jobEnd: the submitted job ends with this state before any step.
+	jobEnd api.JobState
 }
 
 func (f *fakeSteps) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +165,18 @@ func (f *fakeSteps) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(api.JobStep{JobID: 42, StepID: 0, State: api.JobRunning, ModifyIndex: 5})
 	case r.Method == "GET" && r.URL.Path == "/v1/jobs/42/steps/0" && r.URL.Query().Get("index") == "5":
 		json.NewEncoder(w).Encode(f.final)
+	case r.Method == "POST" && r.URL.Path == "/v1/jobs":
+		json.Unmarshal(body, &f.submit)
+		json.NewEncoder(w).Encode(api.SubmitResponse{JobID: 42})
+	case r.Method == "GET" && r.URL.Path == "/v1/jobs/42":
+		j := api.Job{ID: 42, State: api.JobRunning}
+		if f.jobEnd != "" {
+			j.State, j.ExitCode = f.jobEnd, 127
+		}
+		json.NewEncoder(w).Encode(j)
+	case r.Method == "GET" && r.URL.Path == "/v1/jobs/42/steps/0" && f.submit.Spec.Script != "" && f.jobEnd == "":
+		// The allocation's srun created step 0.
+		json.NewEncoder(w).Encode(api.JobStep{JobID: 42, StepID: 0, State: api.JobRunning, ModifyIndex: 5})
 	default:
 		http.NotFound(w, r)
 	}
@@ -198,6 +213,9 @@ func srunEnv(t *testing.T, f http.Handler, vars map[string]string) (*env, *bytes
 		loc:   time.UTC,
 		sleep: func(context.Context, time.Duration) error { return errors.New("stop") },
 		newID: func() string { return "step-request-1" },
+		client: func() (*api.Client, error) {
+			return &api.Client{Servers: []string{strings.TrimPrefix(srv.URL, "https://")}, Token: "stk_user", HTTP: srv.Client()}, nil
+		},
 	}
 	return e, &stdout, &stderr
 }
@@ -220,8 +238,6 @@ func TestSrunRun(t *testing.T) {
 	}{
 		{name: "step runs", vars: inJob, args: []string{"srun", "-l", "-n2", "sh", "-c", "echo hello"}, code: 2,
 			stdout: "0: hello 0\n1: hello 1\n", stderr: "srun: error: node2: task 1: Exited with exit code 2\n"},
-		{name: "outside a batch job", vars: map[string]string{"STOCKADE_SERVERS": "ctl:7701"}, args: []string{"srun", "hostname"}, code: 1,
-			stderr: "srun: error: " + errOutside.Error() + "\n", noCreate: true},
 		{name: "no command", vars: inJob, args: []string{"srun", "-n2"}, code: 1,
 			stderr: "srun: error: no command given to execute\n", noCreate: true},
 		{name: "refused", vars: inJob, args: []string{"srun", "-n99", "hostname"}, status: 400, code: 1,
@@ -259,5 +275,94 @@ func TestSrunRun(t *testing.T) {
 		f.create.Env[credentialEnv] != "" || f.create.Env["SLURM_JOB_ID"] != "42" || f.create.WorkDir != "/home/alice" ||
 		f.create.RequestID != "step-request-1" {
 		t.Errorf("request %+v", f.create)
+	}
+}
+
+// TestSrunOutsideJob: without a job srun gets an allocation whose batch
+// script is srun, and prints step 0's outcome; with --jobid it runs the
+// step in that job with the user's token.
+func TestSrunOutsideJob(t *testing.T) {
+	final := api.JobStep{JobID: 42, StepID: 0, State: api.JobFailed, ExitCode: 2, Tasks: []api.StepTask{
+		{Rank: 0, Node: "node1", Done: true, Output: "hello 0\n"},
+		{Rank: 1, Node: "node2", Done: true, ExitCode: 2, Output: "hello 1\n"},
+	}}
+	outside := map[string]string{"STOCKADE_SERVERS": "ctl:7701", "STOCKADE_TOKEN": "stk_user"}
+	t.Run("new allocation", func(t *testing.T) {
+		f := &fakeSteps{final: final}
+		e, stdout, stderr := srunEnv(t, f, outside)
+		code := run(context.Background(), e, []string{"srun", "-N2", "-l", "-p", "batch", "--exclusive", "sh", "-c", "echo $SLURM_PROCID"})
+		if code != 2 || stdout.String() != "0: hello 0\n1: hello 1\n" ||
+			stderr.String() != "srun: error: node2: task 1: Exited with exit code 2\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		sp := f.submit.Spec
+		if sp.Nodes != 2 || sp.Tasks != 2 || sp.Name != "sh" || sp.Partition != "batch" ||
+			!strings.Contains(sp.Script, "exec srun --export=ALL sh -c 'echo $SLURM_PROCID'") {
+			t.Errorf("allocation %+v", sp)
+		}
+		if _, ok := sp.Environment["STOCKADE_TOKEN"]; ok || sp.Environment["PATH"] == "" {
+			t.Errorf("allocation environment %v: want PATH and no token", sp.Environment)
+		}
+		for _, a := range f.auth {
+			if a != "Bearer stk_user" {
+				t.Errorf("authorization %q, want the user's token", a)
+			}
+		}
+	})
+	t.Run("allocation ends before its step", func(t *testing.T) {
+		f := &fakeSteps{final: final, jobEnd: api.JobFailed}
+		e, stdout, stderr := srunEnv(t, f, outside)
+		code := run(context.Background(), e, []string{"srun", "hostname"})
+		if code != 1 || stdout.Len() != 0 || !strings.HasPrefix(stderr.String(), "srun: error: job 42 ended FAILED before its step started (exit code 127)") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+	t.Run("--jobid", func(t *testing.T) {
+		f := &fakeSteps{final: final}
+		e, stdout, _ := srunEnv(t, f, outside)
+		code := run(context.Background(), e, []string{"srun", "--jobid=42", "-n2", "hostname"})
+		if code != 2 || stdout.String() != "hello 0\nhello 1\n" || f.create.Tasks != 2 || f.submit.Spec.Script != "" {
+			t.Errorf("exit %d, stdout %q, step %+v, submitted %+v", code, stdout, f.create, f.submit)
+		}
+		for _, a := range f.auth {
+			if a != "Bearer stk_user" {
+				t.Errorf("authorization %q, want the user's token", a)
+			}
+		}
+	})
+	t.Run("bad step option submits nothing", func(t *testing.T) {
+		f := &fakeSteps{final: final}
+		e, _, stderr := srunEnv(t, f, outside)
+		if code := run(context.Background(), e, []string{"srun", "-N", "x", "hostname"}); code != 1 ||
+			stderr.String() != "srun: error: --nodes: invalid node count \"x\"\n" || len(f.auth) != 0 {
+			t.Errorf("exit %d, stderr %q, %d requests", code, stderr, len(f.auth))
+		}
+	})
+}
+
+func TestSrunAllocArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		opts srunOpts
+		args []string
+		want []string
+	}{
+		{"defaults", srunOpts{export: "ALL"}, []string{"hostname"},
+			[]string{"--job-name=hostname", "--output=/dev/null", "--error=/dev/null", "--wrap=exec srun --export=ALL hostname"}},
+		{"-N3 is a task per node", srunOpts{export: "ALL", nodes: "3"}, []string{"/bin/true"},
+			[]string{"--job-name=true", "--output=/dev/null", "--error=/dev/null", "--nodes=3", "--ntasks=3", "--wrap=exec srun --export=ALL /bin/true"}},
+		{"-N2 --ntasks-per-node", srunOpts{export: "ALL", nodes: "2", ntasksPerNode: 4}, []string{"a"},
+			[]string{"--job-name=a", "--output=/dev/null", "--error=/dev/null", "--nodes=2", "--ntasks-per-node=4", "--wrap=exec srun --export=ALL a"}},
+		{"name, quoting, allocation options", srunOpts{export: "NONE,X=a b", name: "j", ntasks: 2, cpusPerTask: 3, chdir: "/s",
+			alloc: []string{"--time=5", "--exclusive"}}, []string{"echo", "it's", ""},
+			[]string{"--job-name=j", "--output=/dev/null", "--error=/dev/null", "--ntasks=2", "--cpus-per-task=3", "--chdir=/s",
+				"--time=5", "--exclusive", `--wrap=exec srun '--export=NONE,X=a b' --job-name=j echo 'it'\''s' ''`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := srunAllocArgs(&tc.opts, tc.args); !slices.Equal(got, tc.want) {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
