@@ -429,3 +429,57 @@ func TestSrunStepCancel(t *testing.T) {
 		t.Errorf("sacct -j %s:\n%s\nwant %v", sid, sacct, want)
 	}
 }
+
+// srunKilledScript kills its srun once the step's task runs: the step
+// must be cancelled with it rather than run on.
+const srunKilledScript = `#!/bin/sh
+rm -f up.$SLURM_JOB_ID
+srun sh -c 'touch up.$SLURM_JOB_ID; sleep 300' &
+pid=$!
+n=0
+until [ -e up.$SLURM_JOB_ID ]; do
+	n=$((n+1)); [ $n -gt 600 ] && { echo the step never started; break; }
+	sleep 0.2
+done
+kill -TERM $pid
+wait $pid
+echo srun=$?
+`
+
+// TestSrunKilled: a killed srun cancels its step, whose task stops; the
+// job goes on to its end.
+func TestSrunKilled(t *testing.T) {
+	c := testcluster.StartClusterWith(t, testcluster.Options{
+		Controllers: 1, Agents: []string{"node1"}, Config: threeNodeConfig, NetNS: true, AgentCPUs: 2,
+	})
+	tok := c.AddUser("alice", aliceUID)
+	dir := c.UserDir("alice", aliceUID)
+	script := writeScript(t, dir, "killed.sh", srunKilledScript)
+	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	start := time.Now()
+	id := submitEnv(t, c, tok, dir, env, "-n1", "-o", "killed-%j.out", script)
+	sid := strconv.FormatUint(id, 10)
+	j := c.WaitJobEnd(id, 120*time.Second)
+	b, _ := os.ReadFile(filepath.Join(dir, "killed-"+sid+".out"))
+	out := string(b)
+	t.Logf("job %d: %s exit %d after %s; output:\n%s", id, j.State, j.ExitCode, time.Since(start).Round(time.Millisecond), out)
+	if j.State != api.JobCompleted {
+		t.Errorf("job %d: %s (%s)", id, j.State, j.FailReason)
+	}
+	if !strings.Contains(out, "srun: interrupted: cancelling step "+sid+".0") {
+		t.Errorf("srun did not say it cancels the step")
+	}
+	var code int
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "srun="); ok {
+			code, _ = strconv.Atoi(v)
+		}
+	}
+	if code == 0 {
+		t.Errorf("killed srun exited 0 (or never returned)")
+	}
+	sacct, _, _ := c.CLI(tok, "sacct", "-j", sid, "--format=JobID,State", "-P", "-n")
+	if !strings.Contains(sacct, sid+".0|CANCELLED") {
+		t.Errorf("sacct -j %s: step 0 not CANCELLED:\n%s", sid, sacct)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,6 +31,10 @@ const (
 // srunPollWait is how long one wait for the step's end may last on the
 // controller; the request itself gets some more.
 const srunPollWait = 30 * time.Second
+
+// srunCancelWait bounds how long an interrupted srun waits for its
+// cancelled step's tasks to stop (SIGTERM, then SIGKILL) and report.
+const srunCancelWait = 90 * time.Second
 
 var srunCmd = &slurmCommand{
 	name:  "srun",
@@ -222,7 +228,24 @@ func runStep(ctx context.Context, e *env, cl *api.Client, o *srunOpts, jobID uin
 	if err != nil {
 		return 0, fmt.Errorf("Unable to create step for job %d: %s", jobID, apiMessage(err))
 	}
-	if st, err = waitStep(ctx, e, cl, st); err != nil {
+	// Ctrl-C or a kill of srun cancels the step, as Slurm's srun passes
+	// the signal on to its tasks: they must not outlive it. A second
+	// signal ends srun at once.
+	sctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	started := st
+	st, err = waitStep(sctx, e, cl, started)
+	if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+		stop()
+		fmt.Fprintf(e.stderr, "srun: interrupted: cancelling step %d.%d\n", jobID, started.StepID)
+		cctx, cancel := context.WithTimeout(ctx, srunCancelWait)
+		defer cancel()
+		if _, err := cl.CancelStep(cctx, jobID, started.StepID); err != nil {
+			return 0, fmt.Errorf("step %d.%d not cancelled: %s", jobID, started.StepID, apiMessage(err))
+		}
+		st, err = waitStep(cctx, e, cl, started)
+	}
+	if err != nil {
 		return 0, err
 	}
 	out, msgs, code := stepOutcome(st, o.label, e.loc)
