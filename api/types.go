@@ -96,25 +96,31 @@ type JobSpec struct {
 	MemoryPerCPUMB  int64             `json:"memory_per_cpu,omitempty"`
 	GPUsPerNode     int               `json:"gpus_per_node,omitempty"`
 	TimeLimitSec    int64             `json:"time_limit_sec,omitempty"`
-	Output          string            `json:"standard_output,omitempty"`
-	Error           string            `json:"standard_error,omitempty"`
-	OpenMode        string            `json:"open_mode,omitempty"` // truncate | append
-	Array           string            `json:"array,omitempty"`     // as given; tasks are expanded at submit
-	ArrayTasks      []int             `json:"array_tasks,omitempty"`
-	ArrayMaxRunning int               `json:"array_max_running,omitempty"`
-	Dependency      string            `json:"dependency,omitempty"` // as given
-	Dependencies    []Dependency      `json:"dependencies,omitempty"`
-	Hold            bool              `json:"hold,omitempty"`
-	Requeue         bool              `json:"requeue"`
-	ExcludeNodes    []string          `json:"exclude_nodes,omitempty"`
-	NodeList        []string          `json:"required_nodes,omitempty"`
-	Constraints     []string          `json:"constraints,omitempty"`
-	Exclusive       bool              `json:"exclusive,omitempty"`
-	Comment         string            `json:"comment,omitempty"`
-	MailType        string            `json:"mail_type,omitempty"`
-	MailUser        string            `json:"mail_user,omitempty"`
-	Image           string            `json:"image,omitempty"`
-	Nice            int               `json:"nice,omitempty"`
+	// WarnSignal (sbatch --signal) is sent WarnTimeSec seconds before the
+	// time limit: to every process of the job, or with WarnBatchOnly to
+	// the batch shell alone. 0: none.
+	WarnSignal      int          `json:"warn_signal,omitempty"`
+	WarnTimeSec     int          `json:"warn_time_sec,omitempty"`
+	WarnBatchOnly   bool         `json:"warn_batch_only,omitempty"`
+	Output          string       `json:"standard_output,omitempty"`
+	Error           string       `json:"standard_error,omitempty"`
+	OpenMode        string       `json:"open_mode,omitempty"` // truncate | append
+	Array           string       `json:"array,omitempty"`     // as given; tasks are expanded at submit
+	ArrayTasks      []int        `json:"array_tasks,omitempty"`
+	ArrayMaxRunning int          `json:"array_max_running,omitempty"`
+	Dependency      string       `json:"dependency,omitempty"` // as given
+	Dependencies    []Dependency `json:"dependencies,omitempty"`
+	Hold            bool         `json:"hold,omitempty"`
+	Requeue         bool         `json:"requeue"`
+	ExcludeNodes    []string     `json:"exclude_nodes,omitempty"`
+	NodeList        []string     `json:"required_nodes,omitempty"`
+	Constraints     []string     `json:"constraints,omitempty"`
+	Exclusive       bool         `json:"exclusive,omitempty"`
+	Comment         string       `json:"comment,omitempty"`
+	MailType        string       `json:"mail_type,omitempty"`
+	MailUser        string       `json:"mail_user,omitempty"`
+	Image           string       `json:"image,omitempty"`
+	Nice            int          `json:"nice,omitempty"`
 	// Reservation names the reservation the job must run in.
 	Reservation string `json:"reservation,omitempty"`
 	// BeginTime defers the job's eligibility (--begin).

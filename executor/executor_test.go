@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -473,6 +474,52 @@ func TestTimeLimit(t *testing.T) {
 			}
 			if d := r.End.Sub(r.Start); d < limit || d > limit+grace+2*time.Second {
 				t.Errorf("ran %s, want between %s and %s", d, limit, limit+grace+2*time.Second)
+			}
+		})
+	}
+}
+
+// TestWarnSignal: sbatch --signal's signal comes WarnBefore the time
+// limit, to every process of the job or (batch only) to the script alone;
+// a job that ends on it finishes before its limit.
+func TestWarnSignal(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	// The child reports USR1 if it gets it; the script reports it, waits
+	// for the child and exits 0.
+	const script = "#!/bin/sh\n" +
+		"sh -c 'trap \"echo child USR1; exit 0\" USR1; while :; do sleep 0.1; done' &\n" +
+		"trap 'echo batch USR1; sleep 0.5; kill $! 2>/dev/null; wait; exit 0' USR1\n" +
+		"while :; do sleep 0.1; done\n"
+	cases := []struct {
+		name      string
+		batchOnly bool
+		want      string
+	}{
+		{"allProcesses", false, "batch USR1\nchild USR1\n"},
+		{"batchOnly", true, "batch USR1\n"},
+	}
+	const limit, before = 5 * time.Second, 3 * time.Second
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec := baseSpec(t, script)
+			spec.TimeLimit, spec.KillGrace = limit, time.Second
+			spec.WarnSignal, spec.WarnBefore, spec.WarnBatchOnly = int(syscall.SIGUSR1), before, tc.batchOnly
+			r, out := run(t, spec, limit+10*time.Second)
+			// Without B: the sleeps get it too (their shells say so).
+			var lines []string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasSuffix(l, " USR1") {
+					lines = append(lines, l)
+				}
+			}
+			slices.Sort(lines)
+			if r.State != api.JobCompleted || strings.Join(lines, "\n")+"\n" != tc.want {
+				t.Fatalf("result %s exit %d, output %q; want COMPLETED and %q", r.State, r.ExitCode, out, tc.want)
+			}
+			if d := r.End.Sub(r.Start); d < limit-before || d > limit-before+2*time.Second {
+				t.Errorf("ran %s, want about %s (the signal at %s)", d, limit-before, limit-before)
 			}
 		})
 	}

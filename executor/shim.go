@@ -480,11 +480,16 @@ func (sh *shim) supervise(sigs chan os.Signal) int {
 	}
 	lastWrite := time.Now()
 
-	var limitC, graceC <-chan time.Time
+	var limitC, graceC, warnC <-chan time.Time
 	if s.TimeLimit > 0 {
 		t := time.NewTimer(time.Until(sh.start.Add(s.TimeLimit)))
 		defer t.Stop()
 		limitC = t.C
+		if s.WarnSignal > 0 {
+			w := time.NewTimer(time.Until(sh.start.Add(s.TimeLimit - s.WarnBefore)))
+			defer w.Stop()
+			warnC = w.C
+		}
 	}
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
@@ -512,6 +517,20 @@ func (sh *shim) supervise(sigs chan os.Signal) int {
 			return sh.exited(w)
 		case <-limitC:
 			stop(api.JobTimeout, fmt.Sprintf("time limit of %s reached", s.TimeLimit), s.killGrace())
+		case <-warnC:
+			// sbatch --signal: once, and not after a stop began.
+			if sh.stopState == "" {
+				sig := unix.Signal(s.WarnSignal)
+				if s.WarnBatchOnly {
+					log.Printf("%s to the batch script, %s before the time limit", unix.SignalName(sig), s.WarnBefore)
+					if err := sh.proc.Signal(sig); err != nil {
+						log.Printf("signal the batch script: %v", err)
+					}
+				} else {
+					log.Printf("%s to all processes, %s before the time limit", unix.SignalName(sig), s.WarnBefore)
+					sh.signalAll(sig)
+				}
+			}
 		case sig := <-sigs:
 			stop(api.JobCancelled, fmt.Sprintf("cancelled (%s)", sig), sh.cancelGrace())
 		case <-graceC:

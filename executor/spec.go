@@ -73,6 +73,12 @@ type Spec struct {
 	GPUDevices  []string `json:"gpu_devices,omitempty"`  // device paths to allow, e.g. /dev/nvidia0
 	// TimeLimit is counted from the container's start (0 = none).
 	TimeLimit time.Duration `json:"time_limit,omitempty"`
+	// WarnSignal is sent WarnBefore the time limit (sbatch --signal): to
+	// every process of the job, or with WarnBatchOnly to the batch
+	// script's alone. 0 = none; ignored without a time limit.
+	WarnSignal    int           `json:"warn_signal,omitempty"`
+	WarnBefore    time.Duration `json:"warn_before,omitempty"`
+	WarnBatchOnly bool          `json:"warn_batch_only,omitempty"`
 	// KillGrace is the SIGTERM→SIGKILL grace of a timeout or cancel
 	// (0 = DefaultKillGrace).
 	KillGrace time.Duration `json:"kill_grace,omitempty"`
@@ -139,8 +145,10 @@ func (s *Spec) validate() error {
 		return errors.New("image given without an image cache directory")
 	case strings.Contains(s.CgroupParent, ".."):
 		return fmt.Errorf("cgroup parent %q contains ..", s.CgroupParent)
-	case s.CPUs < 0 || s.MemoryBytes < 0 || s.PidsLimit < 0 || s.TimeLimit < 0 || s.KillGrace < 0:
+	case s.CPUs < 0 || s.MemoryBytes < 0 || s.PidsLimit < 0 || s.TimeLimit < 0 || s.KillGrace < 0 || s.WarnBefore < 0:
 		return errors.New("negative limit")
+	case s.WarnSignal < 0 || s.WarnSignal > 64:
+		return fmt.Errorf("warn signal %d is not a signal", s.WarnSignal)
 	}
 	for _, d := range s.GPUDevices {
 		if !filepath.IsAbs(d) {

@@ -50,6 +50,9 @@ func TestJobOutcomes(t *testing.T) {
 	fail := submit(t, c, tok, dir, "--wrap", "exit 3")
 	oom := submit(t, c, tok, dir, "--mem=64M", "--wrap", "tail /dev/zero; echo survived")
 	timeout := submit(t, c, tok, dir, "--time=0:02", "--wrap", "sleep 600")
+	// sbatch --signal: the batch shell hears of its limit 2 s early and ends well.
+	warned := submit(t, c, tok, dir, "--time=0:04", "--signal=B:USR1@2", "-o", "warned.out",
+		"--wrap", "trap 'echo warned; exit 0' USR1; sleep 600 & wait")
 	burnStart := time.Now()
 	// The job burns CPU for 5 s and prints what the kernel accounted to it
 	// (the shell's `times`: user and system time of itself and its children).
@@ -93,6 +96,12 @@ func TestJobOutcomes(t *testing.T) {
 	}
 	if el := j.EndTime.Sub(j.StartTime); el > 12*time.Second {
 		t.Errorf("timeout job ran %s for a 2 s limit", el)
+	}
+
+	j = c.WaitJobEnd(warned, 60*time.Second)
+	if b, _ := os.ReadFile(filepath.Join(dir, "warned.out")); j.State != api.JobCompleted || string(b) != "warned\n" {
+		// Without the signal it would end TIMEOUT at 4 s.
+		t.Errorf("--signal=B:USR1@2 job: %s exit %d, output %q; want COMPLETED and warned", j.State, j.ExitCode, b)
 	}
 
 	j = c.WaitJobEnd(burn, 60*time.Second)

@@ -54,6 +54,17 @@ func TestBuildSpec(t *testing.T) {
 		absent []string          // must not be set
 	}{
 		{
+			name: "sbatch --signal=B:USR1@90",
+			mod: func(in *specInput) {
+				in.Job.Spec.WarnSignal, in.Job.Spec.WarnTimeSec, in.Job.Spec.WarnBatchOnly = 10, 90, true
+			},
+			check: func(t *testing.T, s executor.Spec) {
+				if s.WarnSignal != 10 || s.WarnBefore != 90*time.Second || !s.WarnBatchOnly {
+					t.Errorf("warn signal %d before %s batch only %v", s.WarnSignal, s.WarnBefore, s.WarnBatchOnly)
+				}
+			},
+		},
+		{
 			name: "plain job",
 			check: func(t *testing.T, s executor.Spec) {
 				want := executor.Spec{

@@ -48,6 +48,9 @@ type options struct {
 
 	output, errPath, openMode string
 
+	warnSignal, warnTime int
+	warnBatch            bool
+
 	array      string
 	arrayTasks []int
 	arrayMax   int
@@ -120,6 +123,11 @@ var implemented = []optDef{
 		set: func(p *parser, v string) (err error) {
 			p.o.timeSec, err = ParseTime(v)
 			p.o.timeSet = true
+			return err
+		}},
+	{long: "signal", arg: reqArg, usage: "[B:]SIG[@TIME]: send SIG (name or number) TIME seconds (default 60) before the time limit; B: to the batch shell only",
+		set: func(p *parser, v string) (err error) {
+			p.o.warnSignal, p.o.warnTime, p.o.warnBatch, err = ParseSignalOption(v)
 			return err
 		}},
 	{long: "output", short: "o", arg: reqArg, usage: "file for the script's standard output",
@@ -277,7 +285,6 @@ var ignored = []optDef{
 	{long: "propagate", arg: optArg, bare: "set"},
 	{long: "quiet", short: "Q"},
 	{long: "reboot"},
-	{long: "signal", arg: reqArg},
 	{long: "sockets-per-node", arg: reqArg},
 	{long: "spread-job"},
 	{long: "switches", arg: reqArg},

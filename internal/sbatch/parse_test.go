@@ -393,8 +393,8 @@ func TestWarnings(t *testing.T) {
 			[]string{"option --wckey is not implemented by Stockade yet; ignored"}},
 		{"short form with argument", []string{"-M", "c1", "-J", "x", "job.sh"}, nil, "",
 			[]string{"option --clusters is not implemented by Stockade yet; ignored"}},
-		{"directive", []string{"job.sh"}, nil, script("#SBATCH --signal=B:USR1@60 --reservation=r1 --wckey=w"),
-			[]string{"option --signal is not implemented by Stockade yet; ignored",
+		{"directive", []string{"job.sh"}, nil, script("#SBATCH --mincpus=2 --reservation=r1 --wckey=w"),
+			[]string{"option --mincpus is not implemented by Stockade yet; ignored",
 				"option --wckey is not implemented by Stockade yet; ignored"}},
 		{"repeated once", []string{"-v", "-vv", "job.sh"}, nil, "",
 			[]string{"option --verbose is not implemented by Stockade yet; ignored"}},
@@ -597,5 +597,49 @@ func TestDryRunJSON(t *testing.T) {
 		if !strings.Contains(string(out), empty) {
 			t.Errorf("want %s in:\n%s", empty, out)
 		}
+	}
+}
+
+func TestSignalOption(t *testing.T) {
+	tests := []struct {
+		in     string
+		sig    int
+		before int
+		batch  bool
+		err    string
+	}{
+		{in: "USR1", sig: 10, before: 60},
+		{in: "B:USR2@90", sig: 12, before: 90, batch: true},
+		{in: "SIGTERM@0", sig: 15, before: 0},
+		{in: "b:10@65535", sig: 10, before: 65535, batch: true},
+		{in: "usr1@5", sig: 10, before: 5},
+		{in: "R:USR1", err: "R flag"},
+		{in: "X:USR1", err: "invalid flag"},
+		{in: "USR9", err: `invalid signal "USR9"`},
+		{in: "65", err: `invalid signal "65"`},
+		{in: "", err: "invalid signal"},
+		{in: "USR1@-1", err: `invalid time "-1"`},
+		{in: "USR1@65536", err: "invalid time"},
+		{in: "USR1@x", err: "invalid time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			sig, before, batch, err := ParseSignalOption(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "--signal=") {
+					t.Fatalf("error %v, want one naming --signal and %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || sig != tt.sig || before != tt.before || batch != tt.batch {
+				t.Errorf("got %d %d %v %v, want %d %d %v", sig, before, batch, err, tt.sig, tt.before, tt.batch)
+			}
+		})
+	}
+	// Through a directive and the environment, into the job.
+	r := mustParse(t, testInput([]string{"job.sh"}, map[string]string{"SBATCH_SIGNAL": "B:USR2@90"},
+		map[string]string{testCwd + "/job.sh": script("#SBATCH --signal=USR1")}))
+	if s := r.Spec; s.WarnSignal != 12 || s.WarnTimeSec != 90 || !s.WarnBatchOnly || len(r.Warnings) != 0 {
+		t.Errorf("spec signal %d@%d batch %v, warnings %q; want the environment's B:USR2@90", s.WarnSignal, s.WarnTimeSec, s.WarnBatchOnly, r.Warnings)
 	}
 }

@@ -156,10 +156,14 @@ func normalizeSpec(snap *raftstore.Snapshot, u *api.User, spec *api.JobSpec) err
 		v    int64
 	}{{"tasks_per_node", int64(spec.TasksPerNode)}, {"memory_per_node", spec.MemoryPerNodeMB},
 		{"memory_per_cpu", spec.MemoryPerCPUMB}, {"gpus_per_node", int64(spec.GPUsPerNode)},
-		{"time_limit_sec", spec.TimeLimitSec}, {"array_max_running", int64(spec.ArrayMaxRunning)}} {
+		{"time_limit_sec", spec.TimeLimitSec}, {"array_max_running", int64(spec.ArrayMaxRunning)},
+		{"warn_time_sec", int64(spec.WarnTimeSec)}} {
 		if f.v < 0 {
 			return badRequest("job.%s: must be >= 0", f.name)
 		}
+	}
+	if spec.WarnSignal < 0 || spec.WarnSignal > 64 {
+		return badRequest("job.warn_signal: %d is not a signal (1-64, 0 for none)", spec.WarnSignal)
 	}
 	// CPUs and memory per node are products of these (api.JobSpec's
 	// CPUsPerNode, MemoryMBPerNode): huge values would overflow them and
