@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stockade-hpc/stockade/api"
-	"github.com/stockade-hpc/stockade/internal/testcluster"
 )
 
 // TestSrunAllocation: srun outside a job gets an allocation of its own,
@@ -20,15 +18,9 @@ import (
 // step in a running job of the user's; a refused allocation queues
 // nothing.
 func TestSrunAllocation(t *testing.T) {
-	c := testcluster.StartClusterWith(t, testcluster.Options{
-		Controllers: 1, Agents: []string{"node1", "node2", "node3"}, Config: threeNodeConfig,
-		NetNS: true, AgentCPUs: 2,
-	})
-	tok := c.AddUser("alice", aliceUID)
-	dir := c.UserDir("alice", aliceUID)
 	// The allocation's batch script runs srun from the PATH srun was
-	// called with, as a user's shell on a login node would.
-	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	// called with.
+	c, tok, dir, env := srunCluster(t, 1, "node1", "node2", "node3")
 	srun := func(args ...string) (string, string, int) {
 		t.Helper()
 		start := time.Now()

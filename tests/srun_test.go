@@ -79,6 +79,21 @@ func submitEnv(t *testing.T, c *testcluster.Cluster, token, dir string, env []st
 	return id
 }
 
+// srunCluster is a cluster for srun tests: agents in network namespaces
+// of their own with 2 CPUs each, alice, her directory, and the job
+// environment that puts the binary under test (srun, scontrol) first on
+// the PATH, as a user's shell on a login node would.
+func srunCluster(t *testing.T, controllers int, agents ...string) (c *testcluster.Cluster, tok, dir string, env []string) {
+	t.Helper()
+	c = testcluster.StartClusterWith(t, testcluster.Options{
+		Controllers: controllers, Agents: agents, Config: threeNodeConfig, NetNS: true, AgentCPUs: 2,
+	})
+	tok = c.AddUser("alice", aliceUID)
+	dir = c.UserDir("alice", aliceUID)
+	env = []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	return c, tok, dir, env
+}
+
 // checkNamespaces checks that the controllers share one network namespace
 // and every agent has its own, none of them the test's, and that the
 // test's namespace holds none of the cluster's interfaces.
@@ -192,20 +207,13 @@ var rankLine = regexp.MustCompile(`^rank=(\d+) node=(\d+) ntasks=(\S*) step=(\S*
 // tasks really run on different "hosts" that reach the controllers over a
 // network), runs srun steps from its batch script.
 func TestSrunMultiNode(t *testing.T) {
-	c := testcluster.StartClusterWith(t, testcluster.Options{
-		Controllers: 3, Agents: []string{"node1", "node2", "node3"}, Config: threeNodeConfig,
-		NetNS: true, AgentCPUs: 2,
-	})
-	t.Run("AgentsInOwnNetNS", func(t *testing.T) { checkNamespaces(t, c) })
-
-	tok := c.AddUser("alice", aliceUID)
-	dir := c.UserDir("alice", aliceUID)
-	script := writeScript(t, dir, "steps.sh", srunScript)
 	// srun and scontrol are the binary under test, found on the job's PATH
 	// (sbatch exports the submitter's environment) before any other.
 	// Nothing else: the job's credential, the controllers' addresses and
 	// the cluster CA come with the job.
-	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
+	c, tok, dir, env := srunCluster(t, 3, "node1", "node2", "node3")
+	t.Run("AgentsInOwnNetNS", func(t *testing.T) { checkNamespaces(t, c) })
+	script := writeScript(t, dir, "steps.sh", srunScript)
 	id := submitEnv(t, c, tok, dir, env, "-N3", "-n6", "--ntasks-per-node=2", "-o", "steps-%j.out", script)
 	sid := strconv.FormatUint(id, 10)
 	j := c.WaitJobEnd(id, 180*time.Second)
@@ -349,13 +357,8 @@ echo srun2=$?
 // TestSrunStepCancel: scancel JOBID.STEPID stops one step, whose srun
 // exits non-zero, while the job runs on; sacct shows the step CANCELLED.
 func TestSrunStepCancel(t *testing.T) {
-	c := testcluster.StartClusterWith(t, testcluster.Options{
-		Controllers: 1, Agents: []string{"node1"}, Config: threeNodeConfig, NetNS: true, AgentCPUs: 2,
-	})
-	tok := c.AddUser("alice", aliceUID)
-	dir := c.UserDir("alice", aliceUID)
+	c, tok, dir, env := srunCluster(t, 1, "node1")
 	script := writeScript(t, dir, "cancel.sh", stepCancelScript)
-	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
 	id := submitEnv(t, c, tok, dir, env, "-w", "node1", "-n1", "-o", "cancel-%j.out", script)
 	sid := strconv.FormatUint(id, 10)
 	outFile := filepath.Join(dir, "cancel-"+sid+".out")
@@ -449,13 +452,8 @@ echo srun=$?
 // TestSrunKilled: a killed srun cancels its step, whose task stops; the
 // job goes on to its end.
 func TestSrunKilled(t *testing.T) {
-	c := testcluster.StartClusterWith(t, testcluster.Options{
-		Controllers: 1, Agents: []string{"node1"}, Config: threeNodeConfig, NetNS: true, AgentCPUs: 2,
-	})
-	tok := c.AddUser("alice", aliceUID)
-	dir := c.UserDir("alice", aliceUID)
+	c, tok, dir, env := srunCluster(t, 1, "node1")
 	script := writeScript(t, dir, "killed.sh", srunKilledScript)
-	env := []string{"PATH=" + c.JobBinDir(dir, aliceUID) + ":" + os.Getenv("PATH")}
 	start := time.Now()
 	id := submitEnv(t, c, tok, dir, env, "-n1", "-o", "killed-%j.out", script)
 	sid := strconv.FormatUint(id, 10)

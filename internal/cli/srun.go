@@ -231,7 +231,7 @@ func runStep(ctx context.Context, e *env, cl *api.Client, o *srunOpts, jobID uin
 	// Ctrl-C or a kill of srun cancels the step, as Slurm's srun passes
 	// the signal on to its tasks: they must not outlive it. A second
 	// signal ends srun at once.
-	sctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	sctx, stop := signal.NotifyContext(ctx, srunStopSignals...)
 	defer stop()
 	started := st
 	st, err = waitStep(sctx, e, cl, started)
@@ -321,10 +321,9 @@ func srunRequest(o *srunOpts, args []string, jobID uint64, environ map[string]st
 		}
 	}
 	if o.nodes != "" {
-		lo, _, _ := strings.Cut(o.nodes, "-")
-		n, err := strconv.Atoi(strings.TrimSpace(lo))
-		if err != nil || n < 1 {
-			return req, fmt.Errorf("--nodes: invalid node count %q", o.nodes)
+		n, err := minNodes(o.nodes)
+		if err != nil {
+			return req, err
 		}
 		req.Nodes = n
 	}
@@ -341,6 +340,21 @@ func srunRequest(o *srunOpts, args []string, jobID uint64, environ map[string]st
 	req.Env = env
 	return req, nil
 }
+
+// minNodes is the node count of --nodes N or N-M (the minimum, which a
+// step or allocation gets).
+func minNodes(spec string) (int, error) {
+	lo, _, _ := strings.Cut(spec, "-")
+	n, err := strconv.Atoi(strings.TrimSpace(lo))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--nodes: invalid node count %q", spec)
+	}
+	return n, nil
+}
+
+// srunStopSignals interrupt srun: it gives back what it asked for (the
+// step, or its own allocation) before it exits.
+var srunStopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 // exportEnv is the tasks' environment for --export: ALL (srun's whole
 // environment), NONE (only SLURM_* variables) or a list of NAME or

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -64,7 +63,7 @@ func srunAllocate(ctx context.Context, e *env, o *srunOpts, args []string) (int,
 	}
 
 	// Ctrl-C (or a kill) gives the allocation back.
-	sctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	sctx, stop := signal.NotifyContext(ctx, srunStopSignals...)
 	defer stop()
 	code, err := awaitAllocationStep(sctx, e, cl, resp.JobID, o.label)
 	if sctx.Err() != nil && ctx.Err() == nil {
@@ -92,9 +91,9 @@ func srunAllocArgs(o *srunOpts, args []string) []string {
 	}
 	ntasks := o.ntasks
 	if ntasks == 0 && o.ntasksPerNode == 0 && o.nodes != "" {
-		// srun -N N runs a task per node (sbatch -N alone asks for one).
-		lo, _, _ := strings.Cut(o.nodes, "-")
-		ntasks, _ = strconv.Atoi(strings.TrimSpace(lo))
+		// srun -N N runs a task per node (sbatch -N alone asks for one);
+		// srunAllocate checked the count.
+		ntasks, _ = minNodes(o.nodes)
 	}
 	if ntasks > 0 {
 		out = append(out, "--ntasks="+strconv.Itoa(ntasks))

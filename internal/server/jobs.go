@@ -586,8 +586,8 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, c *caller)
 // cancelTargets is handleCancel's validation and selection: the ids of the
 // jobs the request cancels, as c at now (none: nothing to do).
 func cancelTargets(snap *raftstore.Snapshot, c *caller, req *api.CancelRequest, now time.Time) ([]uint64, error) {
-	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(req.Signal), "SIG")) {
-	case "", "KILL", "9", "TERM", "15":
+	switch {
+	case req.Signal == "", sbatch.SignalNumber(req.Signal) == 9, sbatch.SignalNumber(req.Signal) == 15:
 	default:
 		return nil, badRequest("signal: only KILL and TERM (cancel) are supported, not %q", req.Signal)
 	}

@@ -461,3 +461,21 @@ func TestStepRetryAndCancel(t *testing.T) {
 		t.Errorf("create retried after the step ended: %+v %v", again, err)
 	}
 }
+
+// TestCancelSignals: a cancel takes TERM or KILL by name (any case, with
+// or without SIG) or number; any other signal is refused by name.
+func TestCancelSignals(t *testing.T) {
+	for _, tc := range []struct {
+		sig string
+		ok  bool
+	}{
+		{"", true}, {"KILL", true}, {"sigterm", true}, {"SIGKILL", true}, {"9", true}, {"15", true}, {"term", true},
+		{"USR1", false}, {"SIGHUP", false}, {"2", false}, {"bogus", false}, {"SIG", false},
+	} {
+		// No jobs and no filter: a signal that passes meets the next check.
+		_, err := cancelTargets(nil, nil, &api.CancelRequest{Signal: tc.sig}, time.Now())
+		if got := err != nil && strings.HasPrefix(err.Error(), "signal:"); got == tc.ok {
+			t.Errorf("signal %q: %v", tc.sig, err)
+		}
+	}
+}
